@@ -1,0 +1,310 @@
+"""TOML configuration -> validated, typed settings; secret loading.
+
+One schema table (``SCHEMA``) says every key, its type, default and check, so
+validation, ``kiosk config check`` and the README stay in step. Errors name
+the file, the key and the reason (exit code 78, EX_CONFIG), and nothing starts.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
+CREDENTIAL_NAME = "timetrack-secret"
+EX_CONFIG = 78
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` names file, key and reason."""
+
+    exit_code = EX_CONFIG
+
+    def __init__(self, path: str | os.PathLike | None, key: str | None, reason: str):
+        self.path, self.key, self.reason = str(path) if path else None, key, reason
+        where = ": ".join(p for p in (self.path, key) if p)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class KioskSettings:
+    name: str = "kiosk"
+    state_dir: str = "/var/lib/kiosk"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    base_url: str = ""
+    key: str = ""
+    secret: str = field(default="", repr=False)
+    secret_file: str = ""
+    timezone: str = "UTC"  # "UTC" or "local": how stamps are written to the API
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    allow_insecure_http: bool = False
+    ca_bundle: str = ""
+    backoff_initial: float = 1.0
+    backoff_max: float = 300.0
+    probe_interval: float = 5.0  # while backing off, check connectivity this often
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.key and self.secret)
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    type: str = "mfrc522"  # mfrc522 | stdin | keyboard
+    spi_bus: int = 0
+    spi_device: int = 0
+    reset_pin: int = 25  # BCM numbering (physical pin 22)
+    poll_interval: float = 0.1  # seconds between idle polls
+    release_seconds: float = 0.3  # a card unseen this long has left the field
+    device: str = ""  # keyboard: /dev/input/by-id/... path
+
+
+@dataclass(frozen=True)
+class BadgeSettings:
+    decimal_byte_order: str = "little"  # 10-digit decimals typed by USB readers
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    debounce_seconds: float = 3.0
+    min_session_seconds: float = 60.0
+    max_session_hours: float = 16.0
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    type: str = "gpio"  # gpio | console | none
+    leds: str = "pair"  # pair | rgb | none
+    green_pin: int = 17
+    red_pin: int = 27
+    blue_pin: int = 22
+    buzzer: str = "active"  # active | passive | none
+    buzzer_pin: int = 18
+
+
+@dataclass(frozen=True)
+class ClockSettings:
+    # Exists once systemd-timesyncd has synchronised the clock; "" disables the check.
+    sync_file: str = "/run/systemd/timesync/synchronized"
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str | None = None
+    kiosk: KioskSettings = field(default_factory=KioskSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    reader: ReaderSettings = field(default_factory=ReaderSettings)
+    badges: BadgeSettings = field(default_factory=BadgeSettings)
+    rules: RuleSettings = field(default_factory=RuleSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    clock: ClockSettings = field(default_factory=ClockSettings)
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.kiosk.state_dir) / "kiosk.sqlite"
+
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """The effective configuration with secrets masked (``kiosk config check``)."""
+        out: dict[str, dict[str, Any]] = {}
+        for section in SECTIONS:
+            values = {f.name: getattr(getattr(self, section), f.name) for f in fields(SECTIONS[section])}
+            if section == "api" and values["secret"]:
+                values["secret"] = "********"
+            out[section] = values
+        return out
+
+
+SECTIONS: dict[str, type] = {
+    "kiosk": KioskSettings,
+    "api": ApiSettings,
+    "reader": ReaderSettings,
+    "badges": BadgeSettings,
+    "rules": RuleSettings,
+    "feedback": FeedbackSettings,
+    "clock": ClockSettings,
+}
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "api.timezone": ("UTC", "local"),
+    "reader.type": ("mfrc522", "stdin", "keyboard"),
+    "badges.decimal_byte_order": ("little", "big"),
+    "feedback.type": ("gpio", "console", "none"),
+    "feedback.leds": ("pair", "rgb", "none"),
+    "feedback.buzzer": ("active", "passive", "none"),
+}
+NON_NEGATIVE = {
+    "api.connect_timeout", "api.read_timeout", "api.backoff_initial", "api.backoff_max",
+    "api.probe_interval", "reader.poll_interval", "reader.release_seconds",
+    "rules.debounce_seconds", "rules.min_session_seconds", "reader.spi_bus",
+    "reader.spi_device", "reader.reset_pin", "feedback.green_pin", "feedback.red_pin",
+    "feedback.blue_pin", "feedback.buzzer_pin",
+}
+POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout"}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def resolve_path(cli_path: str | None) -> str:
+    """--config, else $KIOSK_CONFIG, else /etc/kiosk/kiosk.toml."""
+    return cli_path or os.environ.get("KIOSK_CONFIG") or DEFAULT_PATH
+
+
+def load(path: str | os.PathLike | None = None, *, require_api: bool = True) -> Settings:
+    """Read, validate and return the settings at ``path`` (see :func:`resolve_path`)."""
+    path = str(path) if path else resolve_path(None)
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+    except PermissionError:
+        raise ConfigError(path, None, "permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, "is a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"invalid TOML: {exc}") from None
+    return from_dict(raw, path=path, require_api=require_api)
+
+
+def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool = True) -> Settings:
+    """Validate a parsed TOML document; also used by the demo to build settings."""
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(path, name, f"unknown section (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise ConfigError(path, name, "must be a table, e.g. [" + name + "]")
+        sections[name] = _section(path, name, SECTIONS[name], value)
+    sections["api"] = _load_secret(path, sections.get("api", ApiSettings()))
+    _check_api(path, sections["api"], require_api)
+    return Settings(path=path, **sections)
+
+
+def _section(path: str | None, name: str, cls: type, values: dict[str, Any]):
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        if key not in known:
+            raise ConfigError(path, dotted, f"unknown key (known: {', '.join(known)})")
+        default = known[key].default
+        kwargs[key] = _coerce(path, dotted, value, type(default))
+    return cls(**kwargs)
+
+
+def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, dotted, f"must be true or false, not {value!r}")
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(path, dotted, f"must be a whole number, not {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, dotted, f"must be a number, not {value!r}")
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, dotted, f"must be a string, not {value!r}")
+    if dotted in CHOICES and value not in CHOICES[dotted]:
+        raise ConfigError(path, dotted, f"must be one of {', '.join(CHOICES[dotted])}, not {value!r}")
+    if dotted in NON_NEGATIVE and value < 0:
+        raise ConfigError(path, dotted, f"must not be negative, not {value!r}")
+    if dotted in POSITIVE and value <= 0:
+        raise ConfigError(path, dotted, f"must be greater than 0, not {value!r}")
+    if dotted == "kiosk.name" and not value.strip():
+        raise ConfigError(path, dotted, "must not be empty")
+    if dotted == "kiosk.state_dir" and not value:
+        raise ConfigError(path, dotted, "must not be empty")
+    return value
+
+
+def _load_secret(path: str | None, api: ApiSettings) -> ApiSettings:
+    """Fill ``api.secret`` from the config, ``secret_file`` or the systemd credential."""
+    if api.secret and api.secret_file:
+        raise ConfigError(path, "api.secret_file", "set either api.secret or api.secret_file, not both")
+    if api.secret:
+        return api
+    if api.secret_file:
+        return replace(api, secret=read_secret_file(api.secret_file, path, "api.secret_file"))
+    cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and os.path.exists(os.path.join(cred_dir, CREDENTIAL_NAME)):
+        cred = os.path.join(cred_dir, CREDENTIAL_NAME)
+        # systemd credentials are private to the service by construction.
+        return replace(api, secret=_read_text(cred, path, f"credential {CREDENTIAL_NAME}"))
+    return api
+
+
+def read_secret_file(secret_path: str, path: str | None = None, key: str = "api.secret_file") -> str:
+    """Read a secret file, refusing one that its group or others may read."""
+    try:
+        st = os.stat(secret_path)
+    except FileNotFoundError:
+        raise ConfigError(path, key, f"{secret_path}: file not found") from None
+    except PermissionError:
+        raise ConfigError(path, key, f"{secret_path}: permission denied") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            path, key,
+            f"{secret_path} is readable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod 600 {secret_path}",
+        )
+    return _read_text(secret_path, path, key)
+
+
+def _read_text(secret_path: str, path: str | None, key: str) -> str:
+    try:
+        text = Path(secret_path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, key, f"{secret_path}: cannot read ({exc.__class__.__name__})") from None
+    if not text:
+        raise ConfigError(path, key, f"{secret_path} is empty")
+    return text
+
+
+def _check_api(path: str | None, api: ApiSettings, required: bool) -> None:
+    if api.base_url:
+        parts = urlsplit(api.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(path, "api.base_url", f"must be an http(s) URL, not {api.base_url!r}")
+        if parts.scheme == "http" and not api.allow_insecure_http and not is_loopback(parts.hostname):
+            raise ConfigError(
+                path, "api.base_url",
+                "plain http:// is only allowed for loopback hosts; use https:// or set api.allow_insecure_http = true",
+            )
+    if api.ca_bundle and not os.path.exists(api.ca_bundle):
+        raise ConfigError(path, "api.ca_bundle", f"{api.ca_bundle}: file not found")
+    if not required:
+        return
+    for key in ("base_url", "key"):
+        if not getattr(api, key):
+            raise ConfigError(path, f"api.{key}", "missing (required)")
+    if not api.secret:
+        raise ConfigError(
+            path, "api.secret",
+            f"missing: set api.secret, api.secret_file, or the systemd credential {CREDENTIAL_NAME!r}",
+        )
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
