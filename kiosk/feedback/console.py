@@ -1,0 +1,79 @@
+"""Console feedback: one line per outcome, for the demo, scripts and a kiosk without LEDs.
+
+The lines are meant for people and for scripts alike (``IN  anna 08:02:11``,
+``OUT anna 16:31:40 8h29m``, ``UNKNOWN 04A1B2C3``, ``TOO SOON anna``); times
+are local wall-clock time, as the person at the door reads them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import timedelta
+from typing import IO
+
+from kiosk.feedback import Feedback, Health, Status
+from kiosk.rules import Kind, Outcome
+
+_COLOURS = {
+    Kind.CLOCK_IN: "32", Kind.CLOCK_OUT: "36", Kind.TOO_SOON: "33", Kind.UNKNOWN: "31",
+    Kind.DISABLED: "31", Kind.INVALID: "31", Kind.ERROR: "1;31", Kind.REPEAT: "2",
+}
+
+
+def format_duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def describe(outcome: Outcome) -> str:
+    """The console line for an outcome (without colour)."""
+    when = outcome.at.astimezone().strftime("%H:%M:%S")
+    user = outcome.username or ""
+    match outcome.kind:
+        case Kind.CLOCK_IN:
+            line = f"IN  {user} {when}"
+            if outcome.stale is not None:
+                line += f" (open clock-in since {outcome.stale.since.astimezone():%Y-%m-%d %H:%M} flagged for review)"
+            return line
+        case Kind.CLOCK_OUT:
+            return f"OUT {user} {when} {format_duration(outcome.duration)}"
+        case Kind.TOO_SOON:
+            return f"TOO SOON {user}"
+        case Kind.REPEAT:
+            return f"REPEAT {outcome.uid} (ignored)"
+        case Kind.UNKNOWN:
+            return f"UNKNOWN {outcome.uid}"
+        case Kind.DISABLED:
+            return f"DISABLED {outcome.uid} {user}"
+        case Kind.INVALID:
+            return f"INVALID {outcome.message}"
+        case _:
+            return f"ERROR {outcome.message}"
+
+
+class ConsoleFeedback(Feedback):
+    def __init__(self, stream: IO[str] | None = None, *, colour: bool | None = None):
+        self.stream = stream if stream is not None else sys.stdout
+        self.colour = self.stream.isatty() if colour is None else colour
+        self._lock = threading.Lock()
+        self._status = Status()
+
+    def _write(self, text: str, code: str = "") -> None:
+        if self.colour and code:
+            text = f"\033[{code}m{text}\033[0m"
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def show(self, outcome: Outcome) -> None:
+        self._write(describe(outcome), _COLOURS.get(outcome.kind, ""))
+
+    def set_status(self, status: Status) -> None:
+        if status == self._status:
+            return
+        self._status = status
+        if status.health is Health.OK:
+            self._write("STATUS ok", "2")
+        else:
+            self._write(f"STATUS {status.health}: {status.message}", "33" if status.health is Health.BACKLOG else "31")
