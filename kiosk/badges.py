@@ -11,7 +11,7 @@ Accepted input:
 - the 10-digit decimal that USB keyboard-wedge readers type: the 4 UID bytes as
   one 32-bit number. Most readers send the first UID byte as the least
   significant ("little", the default: UID ``04A1B2C3`` types ``3283263748``);
-  others send it as the most significant ("big": ``0077640387``). Choose with
+  others send it as the most significant ("big": ``0077705923``). Choose with
   ``[badges] decimal_byte_order``;
 - any other run of digits: the number that mfrc522's SimpleMFRC522 prints, which
   is the 4 UID bytes followed by the BCC checksum byte (``n = n*256 + b`` over 5
@@ -89,17 +89,27 @@ def _canonical(data: bytes, raw: str) -> str:
     return data.hex().upper()
 
 
+def _canonical_bytes(uid: str) -> bytes:
+    """Bytes of an id already in canonical form (all-digit hex stays hex here)."""
+    try:
+        data = bytes.fromhex(uid)
+    except ValueError:
+        raise BadgeIdError(f"{uid!r}: not a canonical badge id") from None
+    _canonical(data, uid)
+    return data
+
+
 def to_decimal(uid: str, order: str = "little") -> str:
-    """The 10-digit number a USB reader would type for a 4-byte ``uid``."""
-    data = bytes.fromhex(parse(uid))
+    """The 10-digit number a USB reader would type for the canonical 4-byte ``uid``."""
+    data = _canonical_bytes(uid)
     if len(data) != 4:
         raise BadgeIdError(f"{uid}: only 4-byte UIDs have a 10-digit reader number")
     return f"{int.from_bytes(data[::-1] if order == 'little' else data, 'big'):010d}"
 
 
 def to_simple_mfrc522(uid: str) -> int:
-    """The number SimpleMFRC522.read_id() returns for a 4-byte ``uid`` (UID + BCC)."""
-    data = bytes.fromhex(parse(uid))
+    """The number SimpleMFRC522.read_id() returns for the canonical 4-byte ``uid`` (UID + BCC)."""
+    data = _canonical_bytes(uid)
     if len(data) != 4:
         raise BadgeIdError(f"{uid}: SimpleMFRC522 only reads 4 bytes")
     return int.from_bytes(data + bytes([data[0] ^ data[1] ^ data[2] ^ data[3]]), "big")

@@ -1,0 +1,236 @@
+"""The daemon: wiring, threads, signals, systemd readiness and watchdog.
+
+Threads: the reader thread turns each tap into a decision, a durable commit
+and feedback, in that order, and never touches the network; the sender thread
+delivers the outbox; the main thread handles signals, SIGHUP reloads, clock
+synchronisation and the watchdog. SIGTERM/SIGINT (or the end of stdin input)
+let the tap in hand finish, then everything stops and the exit code is 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict, replace
+
+from kiosk import badges, config, feedback as feedback_mod, readers, service
+from kiosk.clock import Clock
+from kiosk.feedback import Feedback, Health, Status
+from kiosk.readers import Reader
+from kiosk.rules import Kind, Outcome, Rules, decide
+from kiosk.sender import Sender
+from kiosk.store import Store
+
+log = logging.getLogger("kiosk.daemon")
+
+
+class Daemon:
+    def __init__(self, settings: config.Settings, *, reader: Reader | None = None,
+                 feedback: Feedback | None = None, reader_kwargs: dict | None = None,
+                 feedback_kwargs: dict | None = None, tick: float = 1.0,
+                 drain_seconds: float = 0.0):
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.exit_code = 0
+        self.tick = tick
+        self.drain_seconds = drain_seconds  # demo: let the sender empty the queue before exit
+        self.clock = Clock(settings.clock.sync_file)
+        self.rules = Rules(**asdict(settings.rules))
+        self.store = Store(settings.store_path)
+        self.reader = reader or readers.create(settings.reader, **(reader_kwargs or {}))
+        self.feedback = feedback or feedback_mod.create(settings.feedback, **(feedback_kwargs or {}))
+        self.sender = Sender(self.store, settings.api, on_status=self._on_sender_status)
+        self.reader.on_health = self._on_reader_health
+        self._last_seen: dict[str, float] = {}
+        self._faults: dict[str, str] = {}
+        self._backlog = False
+        self._status_lock = threading.Lock()
+        self._reload = threading.Event()
+        self._secret_mtime = self._secret_file_mtime()
+        self._was_synced: bool | None = None
+
+    # ------------------------------------------------------------ taps
+
+    def handle(self, raw: str) -> Outcome:
+        """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
+        stamp = self.clock.stamp()
+        mono = time.monotonic()
+        try:
+            uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
+        except badges.BadgeIdError as exc:
+            outcome = Outcome(Kind.INVALID, raw[:64], stamp.at, message=str(exc))
+            self._commit(outcome, stamp)
+            return outcome
+        try:
+            badge = self.store.badge(uid)
+            open_ = self.store.open_clock_in(badge.username) if badge else None
+            last = self._last_seen.get(uid)
+            self._last_seen[uid] = mono
+            outcome = decide(uid, badge, open_, None if last is None else mono - last, stamp.at, self.rules)
+        except Exception as exc:
+            log.exception("cannot read the store for tap %s", uid)
+            outcome = Outcome(Kind.ERROR, uid, stamp.at, message=f"store error: {exc}")
+            self.feedback.show(outcome)
+            return outcome
+        return self._commit(outcome, stamp)
+
+    def _commit(self, outcome: Outcome, stamp) -> Outcome:
+        name = self.settings.kiosk.name
+        try:
+            entry_id = self.store.record(outcome, stamp, notes=f"kiosk: {name}", kiosk=name)
+        except Exception as exc:
+            log.exception("cannot record tap %s (%s)", outcome.uid, outcome.kind)
+            self._set_fault("store", f"store error: {exc}")
+            outcome = Outcome(Kind.ERROR, outcome.uid, outcome.at, outcome.username, message=f"not recorded: {exc}")
+            self.feedback.show(outcome)
+            return outcome
+        self._set_fault("store", None)
+        self.feedback.show(outcome)  # only now: the tap is on disk
+        log.info("tap %s %s %s%s", outcome.uid, outcome.kind, outcome.username or "-",
+                 f" entry {entry_id}" if entry_id else "")
+        if outcome.stale is not None:
+            log.warning("flagged stale clock-in of %s since %s", outcome.stale.username, outcome.stale.since)
+        if entry_id is not None:
+            self.sender.wake()
+        return outcome
+
+    def _read_loop(self) -> None:
+        try:
+            for raw in self.reader.taps(self.stop_event):
+                self.handle(raw)
+                if self.stop_event.is_set():
+                    break
+            log.info("reader input ended")
+        except Exception:
+            log.exception("reader failed")
+            self.exit_code = 1
+        finally:
+            self.stop_event.set()
+
+    # ------------------------------------------------------------ status
+
+    def _on_reader_health(self, ok: bool, message: str) -> None:
+        (log.info if ok else log.error)("reader %s%s", "ok" if ok else "down", f": {message}" if message else "")
+        self._set_fault("reader", None if ok else message or "reader not answering")
+        try:
+            self.store.set_status("reader", {"ok": ok, "message": message, "at": time.time()})
+        except Exception:
+            log.exception("cannot record reader status")
+
+    def _on_sender_status(self, status: dict) -> None:
+        state = status.get("state", "")
+        self._set_fault("sender", "credentials rejected" if state == "credentials rejected" else None)
+        with self._status_lock:
+            self._backlog = state in ("offline", "backing off") and bool(status.get("queued", 1))
+        self._update_feedback()
+
+    def _set_fault(self, source: str, message: str | None) -> None:
+        with self._status_lock:
+            if message is None:
+                if self._faults.pop(source, None) is None:
+                    return
+            elif self._faults.get(source) == message:
+                return
+            else:
+                self._faults[source] = message
+        self._update_feedback()
+
+    def _update_feedback(self) -> None:
+        with self._status_lock:
+            if self._faults:
+                status = Status(Health.FAULT, "; ".join(self._faults.values()))
+            elif self._backlog:
+                status = Status(Health.BACKLOG, "entries waiting for delivery")
+            else:
+                status = Status()
+        self.feedback.set_status(status)
+        service.notify(f"STATUS={status.health}{': ' + status.message if status.message else ''}")
+
+    # ------------------------------------------------------------ housekeeping
+
+    def _secret_file_mtime(self) -> float | None:
+        path = self.settings.api.secret_file
+        try:
+            return os.stat(path).st_mtime if path else None
+        except OSError:
+            return None
+
+    def reload(self) -> None:
+        """Re-read the configuration's API settings (SIGHUP, or the secret file changed)."""
+        if not self.settings.path:
+            return
+        try:
+            new = config.load(self.settings.path)
+        except config.ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        self.settings = replace(self.settings, api=new.api)
+        self.sender.update_api(new.api)
+        log.info("configuration reloaded")
+
+    def _housekeeping(self) -> None:
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        mtime = self._secret_file_mtime()
+        if mtime != self._secret_mtime:
+            self._secret_mtime = mtime
+            log.info("secret file changed")
+            self.reload()
+        synced = self.clock.synced()
+        if synced and self._was_synced is not True:
+            result = self.store.fix_unsynced(self.clock.correct)
+            if result["fixed"] or result["flagged"]:
+                log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review", result)
+        elif not synced and self._was_synced is None:
+            log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
+        self._was_synced = synced
+
+    # ------------------------------------------------------------ lifecycle
+
+    def request_stop(self, *_args) -> None:
+        self.stop_event.set()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.drain_seconds
+        while time.monotonic() < deadline and self.store.outbox_count():
+            self.sender.wake()
+            time.sleep(0.05)
+
+    def run(self) -> int:
+        self._install_signals()
+        reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
+        log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
+                 self.settings.reader.type, self.settings.feedback.type, self.store.path)
+        try:
+            self._housekeeping()
+            self.sender.start()
+            reader_thread.start()
+            service.notify("READY=1")
+            watchdog = service.watchdog_interval()
+            tick = min(self.tick, watchdog) if watchdog else self.tick
+            while not self.stop_event.wait(tick):
+                self._housekeeping()
+                if watchdog and reader_thread.is_alive():
+                    service.notify("WATCHDOG=1")
+        finally:
+            service.notify("STOPPING=1")
+            self.stop_event.set()
+            reader_thread.join(timeout=10)
+            self._drain()
+            self.sender.stop(timeout=10)
+            self.reader.close()
+            self.feedback.close()
+            self.store.close()
+            log.info("kiosk stopped")
+        return self.exit_code

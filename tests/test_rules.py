@@ -1,0 +1,96 @@
+"""The decision rules, exhaustively: every outcome and every boundary."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kiosk.rules import Badge, Kind, OpenClockIn, Rules, decide
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+RULES = Rules(debounce_seconds=3, min_session_seconds=60, max_session_hours=16)
+ANNA = Badge("04A1B2C3", "anna")
+
+
+def open_at(delta: timedelta, user="anna") -> OpenClockIn:
+    return OpenClockIn(user, T0 - delta, "04A1B2C3")
+
+
+def test_unknown_badge():
+    out = decide("DEADBEEF", None, None, None, T0, RULES)
+    assert out.kind is Kind.UNKNOWN and out.username is None and not out.changes_state
+
+
+def test_disabled_badge_changes_nothing_even_with_open_clock_in():
+    out = decide(ANNA.uid, Badge(ANNA.uid, "anna", enabled=False), open_at(timedelta(hours=2)), None, T0, RULES)
+    assert out.kind is Kind.DISABLED and not out.changes_state
+
+
+def test_first_tap_clocks_in():
+    out = decide(ANNA.uid, ANNA, None, None, T0, RULES)
+    assert out.kind is Kind.CLOCK_IN and out.username == "anna" and out.at == T0 and out.stale is None
+
+
+def test_clock_out_carries_session_start():
+    out = decide(ANNA.uid, ANNA, open_at(timedelta(hours=8, minutes=29)), None, T0, RULES)
+    assert out.kind is Kind.CLOCK_OUT
+    assert out.since == T0 - timedelta(hours=8, minutes=29)
+    assert out.duration == timedelta(hours=8, minutes=29)
+
+
+@pytest.mark.parametrize("since_last, expected", [
+    (0.0, Kind.REPEAT), (2.999, Kind.REPEAT), (3.0, Kind.CLOCK_IN), (10.0, Kind.CLOCK_IN), (None, Kind.CLOCK_IN),
+    (-1.0, Kind.CLOCK_IN),  # impossible on a monotonic clock: never swallow a tap because of it
+])
+def test_debounce_boundaries(since_last, expected):
+    assert decide(ANNA.uid, ANNA, None, since_last, T0, RULES).kind is expected
+
+
+def test_debounce_applies_to_unknown_badges_too():
+    assert decide("DEADBEEF", None, None, 1.0, T0, RULES).kind is Kind.REPEAT
+
+
+def test_zero_debounce_means_no_debounce():
+    rules = Rules(debounce_seconds=0, min_session_seconds=60)
+    assert decide(ANNA.uid, ANNA, None, 0.0, T0, rules).kind is Kind.CLOCK_IN
+
+
+@pytest.mark.parametrize("elapsed, expected", [
+    (timedelta(seconds=1), Kind.TOO_SOON), (timedelta(seconds=59.999), Kind.TOO_SOON),
+    (timedelta(seconds=60), Kind.CLOCK_OUT), (timedelta(hours=16), Kind.CLOCK_OUT),
+])
+def test_min_and_max_session_boundaries(elapsed, expected):
+    out = decide(ANNA.uid, ANNA, open_at(elapsed), 100.0, T0, RULES)
+    assert out.kind is expected
+    if expected is Kind.TOO_SOON:
+        assert out.since == T0 - elapsed and not out.changes_state
+
+
+def test_zero_min_session_allows_immediate_clock_out_but_never_to_equal_from():
+    rules = Rules(debounce_seconds=0, min_session_seconds=0)
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(microseconds=1)), None, T0, rules).kind is Kind.CLOCK_OUT
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(0)), None, T0, rules).kind is Kind.TOO_SOON
+
+
+def test_clock_moved_backwards_never_produces_an_entry():
+    rules = Rules(debounce_seconds=0, min_session_seconds=0)
+    out = decide(ANNA.uid, ANNA, open_at(-timedelta(hours=1)), None, T0, rules)
+    assert out.kind is Kind.TOO_SOON
+
+
+def test_stale_clock_in_is_flagged_and_a_new_one_starts():
+    stale = open_at(timedelta(hours=16, seconds=1))
+    out = decide(ANNA.uid, ANNA, stale, None, T0, RULES)
+    assert out.kind is Kind.CLOCK_IN and out.stale == stale and out.at == T0
+    assert out.since is None  # no invented end time for the forgotten session
+    assert "16h" in out.message
+
+
+def test_repeat_checked_before_everything_else():
+    out = decide(ANNA.uid, ANNA, open_at(timedelta(hours=2)), 0.5, T0, RULES)
+    assert out.kind is Kind.REPEAT and out.username == "anna"
+
+
+def test_other_users_open_clock_in_is_irrelevant():
+    # the caller looks up the open clock-in of the badge's user; decide trusts it
+    out = decide(ANNA.uid, ANNA, None, None, T0, RULES)
+    assert out.kind is Kind.CLOCK_IN
