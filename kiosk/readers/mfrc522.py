@@ -1,0 +1,562 @@
+"""RC522 (NXP MFRC522) RFID reader on SPI: ``[reader] type = "mfrc522"``.
+
+Built on the ``mfrc522`` library (0.0.7) for register access and chip set-up,
+with its defects worked around (see the design notes):
+
+- ``mfrc522`` imports ``RPi.GPIO`` at import time, which raises off a Pi: it
+  is imported here only when a reader is built, and the failure becomes a
+  :class:`ReaderUnavailable` that says what to do.
+- ``MFRC522_ToCard``'s wait loop never ends early (``~(n & 0x01)`` is always
+  true): with no card, each poll costs about 2,000 SPI transfers. The driver
+  below replaces it: the chip's own timer (TAuto, 2 ms) is the timeout, and the
+  host sleeps that long and then reads ComIrqReg once (a few times at most).
+  An idle poll is 7 SPI transfers.
+- ``SimpleMFRC522`` reads only cascade level 1 and keeps the BCC byte, so a
+  7-byte UID comes back as 0x88 + 3 bytes. Here each poll runs WUPA, then
+  anticollision (bit-oriented, so two cards in the field resolve to one) and
+  SELECT at each cascade level until the SAK says the UID is complete, checks
+  BCC and CRC_A, and ends with HLTA. The id is the UID bytes in uppercase hex.
+- The reset pin is always passed (BCM ``reader.reset_pin``; the library's
+  guess is wrong in BCM mode, upstream issue #40). If something already set
+  BOARD numbering, the pin is translated.
+- ``Close_MFRC522`` would ``GPIO.cleanup()`` every pin of the process (the
+  feedback LEDs too): :meth:`Mfrc522Reader.close` frees only the reset pin.
+
+One tap, one event: a card that stays in the field is read once; it can tap
+again after it has been unseen for ``reader.release_seconds`` (a card at the
+edge of the field may miss some polls; WUPA also wakes the cards this reader
+halted, so a card left on the reader keeps counting as present).
+
+Health: a chip that stops answering (VersionReg reads 0x00/0xFF, no interrupt
+from a frame, SPI errors) or that lost its settings (power cycle, brown-out) is
+re-initialised; while that fails the reader reports itself unhealthy and
+retries with backoff up to :data:`BACKOFF_MAX` seconds, pulsing the reset pin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from kiosk.readers import Reader
+
+log = logging.getLogger("kiosk.reader")
+
+# Registers (MFRC522 datasheet section 9)
+CommandReg, ComIEnReg, ComIrqReg, DivIrqReg, ErrorReg = 0x01, 0x02, 0x04, 0x05, 0x06
+FIFODataReg, FIFOLevelReg, ControlReg, BitFramingReg, CollReg = 0x09, 0x0A, 0x0C, 0x0D, 0x0E
+ModeReg, TxModeReg, RxModeReg, TxControlReg, TxASKReg = 0x11, 0x12, 0x13, 0x14, 0x15
+TModeReg, TPrescalerReg, TReloadRegH, TReloadRegL, VersionReg = 0x2A, 0x2B, 0x2C, 0x2D, 0x37
+
+PCD_IDLE, PCD_TRANSCEIVE, PCD_AUTHENT = 0x00, 0x0C, 0x0E
+RX_IRQ, IDLE_IRQ, ERR_IRQ, TIMER_IRQ = 0x20, 0x10, 0x02, 0x01
+COLL_ERR = 0x08
+FATAL_ERRORS = 0x13  # BufferOvfl | ParityErr | ProtocolErr: the frame is garbage
+
+# ISO/IEC 14443-3
+WUPA = 0x52
+SEL_CODES = (0x93, 0x95, 0x97)
+CASCADE_TAG = 0x88
+SAK_UID_INCOMPLETE = 0x04
+
+# Timer: TAuto, prescaler 169 -> (2*169+1)/13.56 MHz = 25 us per tick, 80 ticks = 2 ms. Layer-3
+# answers (ATQA, UID, SAK) start about 90 us after the reader's frame, so 2 ms is ample.
+TIMER_PRESCALER = 169
+TIMER_RELOAD = 79
+TIMEOUT_SECONDS = (2 * TIMER_PRESCALER + 1) * (TIMER_RELOAD + 1) / 13_560_000
+EXPECTED = {  # registers the reader relies on, checked after init and every CHECK_INTERVAL
+    TModeReg: 0x80 | (TIMER_PRESCALER >> 8),
+    TPrescalerReg: TIMER_PRESCALER & 0xFF,
+    TReloadRegL: TIMER_RELOAD & 0xFF,
+    TxASKReg: 0x40,  # 100 % ASK (the library's "TxAutoReg")
+    ModeReg: 0x3D,  # CRC preset 0x6363
+}
+FIRST_WAIT = TIMEOUT_SECONDS + 0.0005  # sleep before the first ComIrqReg read of a frame
+RETRY_WAIT = 0.001
+IRQ_READS = 4  # ComIrqReg reads per frame before the chip counts as not answering
+MAX_ERRORS = 3  # failed polls in a row (each followed by a re-init) before the reader counts as down
+
+MIN_INTERVAL = 0.01  # reader.poll_interval below this would make a busy loop
+CHECK_INTERVAL = 2.0  # seconds between VersionReg/antenna checks while polling
+BACKOFF_INITIAL = 0.25
+BACKOFF_MAX = 2.0
+RESET_PULSE = 0.001
+RESET_SETTLE = 0.05  # oscillator start-up after the reset pin goes high
+
+VERSIONS = {0x88: "FM17522 clone", 0x89: "FM17522E clone", 0x90: "v0.0", 0x91: "v1.0", 0x92: "v2.0",
+            0x12: "counterfeit", 0xB2: "FM17522 clone"}
+
+# Physical header pin of each BCM GPIO on the 40-pin header.
+BCM_TO_BOARD = {
+    0: 27, 1: 28, 2: 3, 3: 5, 4: 7, 5: 29, 6: 31, 7: 26, 8: 24, 9: 21, 10: 19, 11: 23, 12: 32, 13: 33,
+    14: 8, 15: 10, 16: 36, 17: 11, 18: 12, 19: 35, 20: 38, 21: 40, 22: 15, 23: 16, 24: 18, 25: 22,
+    26: 37, 27: 13,
+}
+
+
+class ReaderUnavailable(RuntimeError):
+    """The MFRC522 reader cannot be used on this machine; the message says why and what to do."""
+
+
+class ChipError(Exception):
+    """The chip did not behave like a working MFRC522 (unplugged, reset, wedged)."""
+
+
+def crc_a(data) -> int:
+    """CRC_A of ISO/IEC 14443-3 (Annex B byte-wise algorithm), preset 0x6363."""
+    crc = 0x6363
+    for byte in data:
+        byte = (byte ^ crc) & 0xFF
+        byte = (byte ^ (byte << 4)) & 0xFF
+        crc = (crc >> 8) ^ (byte << 8) ^ (byte << 3) ^ (byte >> 4)
+    return crc
+
+
+def with_crc(data) -> list[int]:
+    crc = crc_a(data)
+    return [*data, crc & 0xFF, crc >> 8]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the chip received after a Transceive."""
+
+    data: bytes  # FIFO bytes; with rx_align, the low rx_align bits of data[0] are not received bits
+    bits: int  # received bits (without the rx_align offset)
+    errors: int  # ErrorReg
+    collision: int | None  # CollPos (1..32, counted from FIFO bit 0 including rx_align), if a collision
+
+
+# ---------------------------------------------------------------- the library, lazily
+
+
+def _import_library():
+    """Import mfrc522 and RPi.GPIO, or explain why they cannot work here."""
+    try:
+        lib = importlib.import_module("mfrc522")
+        gpio = importlib.import_module("RPi.GPIO")
+    except RuntimeError as exc:  # RPi.GPIO off a Pi: "This module can only be run on a Raspberry Pi!"
+        raise ReaderUnavailable(
+            'reader.type = "mfrc522" needs a Raspberry Pi: importing the mfrc522 library failed '
+            f"({exc.__class__.__name__}: {exc}). On a Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; "
+            'off a Pi use reader.type = "stdin" (tests and demos: kiosk.readers.fakespi)'
+        ) from exc
+    except ImportError as exc:
+        raise ReaderUnavailable(
+            'reader.type = "mfrc522" needs the mfrc522, spidev and RPi.GPIO packages (on a Raspberry Pi 5: '
+            f"rpi-lgpio in place of RPi.GPIO) in the kiosk's venv: {exc}"
+        ) from exc
+    return lib, gpio
+
+
+def _driver_class(base: type) -> type:
+    """A subclass of the library's ``MFRC522`` (imported just now) with a working transceive."""
+
+    class Driver(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *, bus: int, device: int, pin_mode: int, pin_rst: int, gpio,
+                     sleep: Callable[[float], None]) -> None:
+            self._gpio, self._pin_rst, self._pin_mode, self._sleep = gpio, pin_rst, pin_mode, sleep
+            self.spi = None
+            lib_log = logging.getLogger("mfrc522Logger")
+            handlers = list(lib_log.handlers)
+            try:
+                super().__init__(bus=bus, device=device, pin_mode=pin_mode, pin_rst=pin_rst)
+            except BaseException:
+                if self.spi is not None:
+                    self.spi.close()
+                raise
+            finally:
+                for handler in lib_log.handlers[:]:  # it adds a StreamHandler per instance
+                    if handler not in handlers:
+                        lib_log.removeHandler(handler)
+
+        # -- register access in bursts (datasheet 8.1.2: one transfer, many bytes)
+
+        def read_registers(self, *addrs: int) -> list[int]:
+            out = self.spi.xfer2([((a << 1) & 0x7E) | 0x80 for a in addrs] + [0])
+            return list(out[1:])
+
+        def write_fifo(self, data) -> None:
+            self.spi.xfer2([(FIFODataReg << 1) & 0x7E, *data])
+
+        def read_fifo(self, count: int) -> list[int]:
+            return self.read_registers(*([FIFODataReg] * count)) if count else []
+
+        # -- set-up
+
+        def MFRC522_Init(self) -> None:
+            super().MFRC522_Init()  # soft reset, timer, 100 % ASK, CRC preset 0x6363, antenna on
+            write = self.Write_MFRC522
+            write(TModeReg, EXPECTED[TModeReg])
+            write(TPrescalerReg, EXPECTED[TPrescalerReg])
+            write(TReloadRegH, TIMER_RELOAD >> 8)
+            write(TReloadRegL, TIMER_RELOAD & 0xFF)
+            write(CollReg, 0x00)  # ValuesAfterColl = 0: bits after a collision read as 0
+            write(ComIEnReg, 0x80)
+
+        def verify(self) -> tuple[int, str | None]:
+            """(VersionReg, problem or None): is this a set-up MFRC522 with its antenna on?"""
+            addrs = (VersionReg, TxControlReg, *EXPECTED)
+            values = dict(zip(addrs, self.read_registers(*addrs)))
+            version = values[VersionReg]
+            if version in (0x00, 0xFF):
+                return version, f"VersionReg reads 0x{version:02X}"
+            wrong = [f"0x{addr:02X}=0x{values[addr]:02X}" for addr, want in EXPECTED.items() if values[addr] != want]
+            if values[TxControlReg] & 0x03 != 0x03:
+                wrong.append("antenna off")
+            if wrong:
+                return version, f"chip lost its settings ({', '.join(wrong)})"
+            return version, None
+
+        def hard_reset(self) -> None:
+            """Pulse NRSTPD low then high: a full reset even of a wedged chip.
+
+            The pin is set up again first: another part of the process may have
+            called ``GPIO.cleanup()``, which frees every pin and the numbering mode.
+            """
+            gpio = self._gpio
+            if gpio.getmode() is None:
+                gpio.setmode(self._pin_mode)
+            gpio.setup(self._pin_rst, gpio.OUT, initial=gpio.HIGH)
+            gpio.output(self._pin_rst, 0)
+            self._sleep(RESET_PULSE)
+            self._gpio.output(self._pin_rst, 1)
+            self._sleep(RESET_SETTLE)
+
+        def close_device(self) -> None:
+            """Antenna off (a stopped kiosk radiates nothing), close SPI, free only the reset pin."""
+            spi, self.spi = self.spi, None
+            if spi is None:
+                return
+            try:
+                value = spi.xfer2([((TxControlReg << 1) & 0x7E) | 0x80, 0])[1]
+                spi.xfer2([(TxControlReg << 1) & 0x7E, value & ~0x03 & 0xFF])
+            except OSError:
+                pass
+            finally:
+                spi.close()
+                try:
+                    self._gpio.cleanup(self._pin_rst)
+                except Exception:  # already freed elsewhere: nothing to do
+                    pass
+
+        # -- frames
+
+        def _wait_irq(self, mask: int, sent_bytes: int = 1) -> int | None:
+            """ComIrqReg once one of ``mask`` is set; None if it never is within a few reads.
+
+            The first read comes when the chip's timer has surely run out: the frame's
+            time on air (9 bit times a byte at 106 kbit/s), the timeout, a margin.
+            """
+            self._sleep(sent_bytes * 9 / 106_000 + FIRST_WAIT)
+            value = 0
+            for attempt in range(IRQ_READS):
+                value = self.Read_MFRC522(ComIrqReg)
+                if value == 0xFF:
+                    raise ChipError("ComIrqReg reads 0xFF")
+                if value & mask:
+                    return value
+                if attempt < IRQ_READS - 1:
+                    self._sleep(RETRY_WAIT)
+            self._last_irq = value
+            return None
+
+        def transceive(self, data, *, tx_last_bits: int = 0, rx_align: int = 0) -> Frame | None:
+            """Send ``data`` (last byte: ``tx_last_bits`` bits, 0 = 8) and receive; None if no card answered."""
+            write = self.Write_MFRC522
+            write(CommandReg, PCD_IDLE)
+            write(ComIrqReg, 0x7F)  # clear every interrupt bit (Set1 = 0)
+            write(FIFOLevelReg, 0x80)  # flush
+            self.write_fifo(data)
+            write(CommandReg, PCD_TRANSCEIVE)
+            write(BitFramingReg, 0x80 | (rx_align << 4) | tx_last_bits)  # StartSend
+            irq = self._wait_irq(RX_IRQ | TIMER_IRQ, len(data))
+            if irq is None:
+                log.debug("no interrupt after a frame: ComIrqReg=0x%02X", self._last_irq)
+                raise ChipError("no interrupt from the chip after a frame")
+            if not irq & RX_IRQ:
+                return None
+            errors, level, control, coll = self.read_registers(ErrorReg, FIFOLevelReg, ControlReg, CollReg)
+            if level > 64:
+                raise ChipError(f"FIFOLevelReg reads {level}")
+            received = bytes(self.read_fifo(level))
+            last_bits = control & 0x07
+            bits = (level * 8 if not last_bits else (level - 1) * 8 + last_bits) - rx_align
+            collision = ((coll & 0x1F) or 32) if errors & COLL_ERR and not coll & 0x20 else None
+            return Frame(received, bits, errors, collision)
+
+        def MFRC522_ToCard(self, command, sendData):
+            """The library's ToCard with a wait loop that ends (for the library's own methods)."""
+            irq_en, wait_irq = {PCD_AUTHENT: (0x12, IDLE_IRQ), PCD_TRANSCEIVE: (0x77, RX_IRQ | IDLE_IRQ)}.get(
+                command, (0x00, 0x00))
+            write = self.Write_MFRC522
+            write(ComIEnReg, irq_en | 0x80)
+            write(ComIrqReg, 0x7F)
+            write(FIFOLevelReg, 0x80)
+            write(CommandReg, PCD_IDLE)
+            self.write_fifo(list(sendData))
+            write(CommandReg, command)
+            if command == PCD_TRANSCEIVE:
+                self.SetBitMask(BitFramingReg, 0x80)
+            try:
+                irq = self._wait_irq(wait_irq | TIMER_IRQ, len(sendData))
+            except ChipError:
+                irq = None
+            self.ClearBitMask(BitFramingReg, 0x80)
+            if irq is None or self.Read_MFRC522(ErrorReg) & 0x1B:
+                return self.MI_ERR, [], 0
+            if irq & irq_en & TIMER_IRQ and not irq & wait_irq:
+                return self.MI_NOTAGERR, [], 0
+            back, back_len = [], 0
+            if command == PCD_TRANSCEIVE:
+                level, control = self.read_registers(FIFOLevelReg, ControlReg)
+                last_bits = control & 0x07
+                back_len = (level - 1) * 8 + last_bits if last_bits else level * 8
+                back = self.read_fifo(min(level, self.MAX_LEN))
+            return self.MI_OK, back, back_len
+
+    Driver.__name__ = Driver.__qualname__ = "Mfrc522Driver"
+    return Driver
+
+
+# ---------------------------------------------------------------- the reader
+
+
+class Mfrc522Reader(Reader):
+    """Badge taps from an RC522 on SPI ``reader.spi_bus``.``reader.spi_device``.
+
+    ``sleep`` (default ``time.sleep``) is used for the short waits inside a
+    frame (about 2.5 ms) and the reset pulse; ``clock`` (default
+    ``time.monotonic``) for the release timing. Tests pass no-op/fake ones and
+    drive :meth:`step` directly.
+    """
+
+    name = "mfrc522"
+
+    def __init__(self, settings, *, sleep: Callable[[float], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.interval = max(settings.poll_interval, MIN_INTERVAL)
+        self._sleep = sleep or time.sleep
+        self._clock = clock or time.monotonic
+        self.bus, self.device = settings.spi_bus, settings.spi_device
+        self.where = f"MFRC522 on /dev/spidev{self.bus}.{self.device}"
+        lib, gpio = _import_library()
+        self.lib, self.gpio = lib, gpio
+        pin_mode, pin = gpio.BCM, settings.reset_pin
+        if gpio.getmode() == gpio.BOARD:  # someone chose physical numbering first: follow it
+            if pin not in BCM_TO_BOARD:
+                raise ReaderUnavailable(f"reader.reset_pin = {pin}: BCM GPIO{pin} is not on the 40-pin header")
+            pin_mode, pin = gpio.BOARD, BCM_TO_BOARD[pin]
+        device_path = f"/dev/spidev{self.bus}.{self.device}"
+        try:
+            self.chip = _driver_class(lib.MFRC522)(
+                bus=self.bus, device=self.device, pin_mode=pin_mode, pin_rst=pin, gpio=gpio, sleep=self._sleep)
+        except FileNotFoundError:
+            raise ReaderUnavailable(
+                f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and check "
+                "reader.spi_bus / reader.spi_device") from None
+        except PermissionError:
+            raise ReaderUnavailable(
+                f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)") from None
+        except OSError as exc:
+            raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
+        except (RuntimeError, ValueError) as exc:  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
+            raise ReaderUnavailable(
+                f"cannot set up the reset pin (reader.reset_pin = {settings.reset_pin}, BCM): {exc}. On a "
+                "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio"
+            ) from None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._ready = False
+        self._needs_init = False  # the library's constructor ran MFRC522_Init just now
+        self._attempts = 0  # failed recovery attempts in a row
+        self._errors = 0  # polls in a row that ended in a ChipError
+        self._version = 0
+        self._next_check = 0.0
+        self._held: dict[str, float] = {}  # badge id -> when last seen
+        self.polls = 0
+
+    # ------------------------------------------------------------ public
+
+    def taps(self, stop: threading.Event) -> Iterator[str]:
+        failing = False
+        while not stop.is_set() and not self._closed:
+            try:
+                badge, delay = self.step()
+                failing = False
+            except Exception as exc:  # never let the reader thread die: report, back off, retry
+                if not failing:
+                    log.exception("%s: unexpected error", self.where)
+                failing = True
+                self._ready, self._needs_init = False, True
+                self._set_health(False, f"{self.where}: unexpected error ({exc.__class__.__name__}); retrying")
+                badge, delay = None, BACKOFF_MAX
+            if badge is not None:
+                yield badge
+            if stop.wait(delay):
+                break
+
+    def step(self) -> tuple[str | None, float]:
+        """One poll: (new tap's badge id or None, seconds to wait before the next step)."""
+        with self._lock:
+            start = self._clock()
+            if self._closed:
+                return None, self.interval
+            if not self._ready:
+                return None, self._recover(start)
+            try:
+                if start >= self._next_check:
+                    self._check()
+                    self._next_check = start + CHECK_INTERVAL
+                uid = self._scan()
+            except (ChipError, OSError) as exc:
+                self._ready, self._needs_init = False, True
+                self._errors += 1
+                if self._errors < MAX_ERRORS:  # a glitch or a power cycle: set the chip up again at once
+                    log.info("%s: %s; re-initialising", self.where, exc)
+                    return None, self._recover(self._clock())
+                return None, self._failed(f"frames keep failing: {exc}")
+            if self._errors:
+                self._errors = 0
+                self._attempts = 0
+                self._report_ok()
+            self.polls += 1
+            badge = uid.hex().upper() if uid is not None else None
+            new = self._seen(badge, start)
+            return (badge if new else None), max(0.0, self.interval - (self._clock() - start))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.chip.close_device()
+            except Exception:
+                log.debug("%s: error while closing", self.where, exc_info=True)
+
+    # ------------------------------------------------------------ internals
+
+    def _seen(self, badge: str | None, now: float) -> bool:
+        """Note a poll's result; True if ``badge`` is a new tap (not held, or released since)."""
+        release = self.settings.release_seconds
+        for held, last in list(self._held.items()):
+            if now - last >= release:
+                del self._held[held]
+        if badge is None:
+            return False
+        new = badge not in self._held
+        self._held[badge] = now
+        return new
+
+    def _check(self) -> None:
+        _, problem = self.chip.verify()
+        if problem is not None:
+            raise ChipError(problem)
+
+    def _recover(self, now: float) -> float:
+        """Bring the chip up; returns the delay before the next step."""
+        try:
+            if self._attempts:
+                self.chip.hard_reset()
+            if self._needs_init or self._attempts:
+                self.chip.MFRC522_Init()
+            version, problem = self.chip.verify()
+        except (ChipError, OSError, RuntimeError) as exc:
+            version, problem = None, f"{exc.__class__.__name__}: {exc}"
+        if problem is not None:
+            return self._failed(problem)
+        self._ready, self._needs_init, self._version = True, False, version
+        self._next_check = now + CHECK_INTERVAL
+        if self._errors < MAX_ERRORS:  # after a run of failed frames, only a good poll says "OK"
+            self._attempts = 0
+            self._report_ok()
+        return min(0.01, self.interval)  # cards need a few ms of field to power up
+
+    def _report_ok(self) -> None:
+        version = self._version
+        message = f"{self.where}: OK (chip {VERSIONS.get(version, 'unknown')}, VersionReg 0x{version:02X})"
+        if not self.healthy:
+            log.info("%s: answering again", self.where)
+        elif message != self.health_message:
+            log.info("%s", message)
+        self._set_health(True, message)
+
+    def _failed(self, problem: str) -> float:
+        """Report the reader down (once per problem); returns the backoff delay."""
+        self._attempts += 1
+        self._needs_init = True
+        message = f"{self.where}: not answering ({problem}); retrying"
+        if self.healthy or message != self.health_message:
+            log.warning("%s", message)
+        self._set_health(False, message)
+        return min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** min(self._attempts - 1, 10))
+
+    def _scan(self) -> bytes | None:
+        """WUPA, anticollision and SELECT at each cascade level, HLTA: the full UID of one card, or None."""
+        chip = self.chip
+        atqa = chip.transceive([WUPA], tx_last_bits=7)
+        if atqa is None or atqa.errors & FATAL_ERRORS or atqa.bits != 16:
+            return None  # nobody there (a collision of different ATQAs is fine: anticollision sorts it)
+        uid = bytearray()
+        for sel in SEL_CODES:
+            cl = self._anticollision(sel)
+            if cl is None:
+                return None
+            sak = self._select(sel, cl)
+            if sak is None:
+                return None
+            if sak & SAK_UID_INCOMPLETE:
+                if cl[0] != CASCADE_TAG:
+                    return None
+                uid += cl[1:4]
+                continue
+            uid += cl[0:4]
+            chip.transceive(with_crc([0x50, 0x00]))  # HLTA: no answer expected
+            return bytes(uid)
+        return None  # SAK still "incomplete" after level 3: not a valid card
+
+    def _anticollision(self, sel: int) -> bytes | None:
+        """UID CLn + BCC of one card at cascade level ``sel``, choosing the 1-branch at each collision."""
+        cl = bytearray(5)
+        known = 0  # UID CLn bits known so far
+        for _ in range(33):
+            full, rem = divmod(known, 8)
+            frame = self.chip.transceive([sel, ((2 + full) << 4) | rem, *cl[: full + (1 if rem else 0)]],
+                                         tx_last_bits=rem, rx_align=rem)
+            if frame is None or frame.errors & FATAL_ERRORS:
+                return None
+            for i, byte in enumerate(frame.data):
+                if full + i >= 5:
+                    return None
+                if i == 0 and rem:
+                    mask = (0xFF << rem) & 0xFF
+                    cl[full] = (cl[full] & ~mask & 0xFF) | (byte & mask)
+                else:
+                    cl[full + i] = byte
+            if frame.collision is None:
+                if known + frame.bits != 40 or cl[0] ^ cl[1] ^ cl[2] ^ cl[3] != cl[4]:
+                    return None  # short answer or wrong BCC
+                return bytes(cl)
+            position = full * 8 + frame.collision  # 1-based bit of UID CLn where the answers differ
+            if not known < position <= 32:
+                return None
+            index, bit = divmod(position - 1, 8)
+            cl[index] = (cl[index] & ((1 << bit) - 1)) | (1 << bit)
+            cl[index + 1:] = bytes(4 - index)
+            known = position
+        return None
+
+    def _select(self, sel: int, cl: bytes) -> int | None:
+        frame = self.chip.transceive(with_crc([sel, 0x70, *cl]))
+        if frame is None or frame.errors & (FATAL_ERRORS | COLL_ERR) or frame.bits != 24:
+            return None
+        if crc_a(frame.data[:1]) != frame.data[1] | (frame.data[2] << 8):
+            return None
+        return frame.data[0]
