@@ -1,6 +1,7 @@
 """The ``kiosk`` command: a thin click layer over the library modules.
 
-Exit codes: 0 ok, 1 failure (store, delivery), 2 usage, 78 configuration error.
+Exit codes: 0 ok, 1 failure (store, delivery), 2 usage, 69 reader or GPIO
+unavailable, 78 configuration error.
 Commands that change state go through :class:`kiosk.store.Store`, whose
 transactions make them safe to run while the daemon runs.
 """
@@ -14,6 +15,9 @@ import click
 
 from kiosk import __version__, badges, clock, config
 from kiosk.store import Store, StoreError
+
+
+EX_UNAVAILABLE = 69
 
 
 class KioskError(click.ClickException):
@@ -106,9 +110,16 @@ def run(ctx: click.Context, log_level: str) -> None:
     settings = load_settings(ctx, require_api=True)
     from kiosk import service
     from kiosk.daemon import Daemon
+    from kiosk.feedback.gpio import GpioFeedbackError
+    from kiosk.readers.keyboard import KeyboardReaderError
+    from kiosk.readers.mfrc522 import ReaderUnavailable
 
     service.setup_logging(log_level)
-    sys.exit(Daemon(settings).run())
+    try:
+        daemon = Daemon(settings)
+    except (ReaderUnavailable, KeyboardReaderError, GpioFeedbackError) as exc:
+        raise KioskError(str(exc), EX_UNAVAILABLE) from None
+    sys.exit(daemon.run())
 
 
 # ---------------------------------------------------------------- config
@@ -203,6 +214,81 @@ def queue_list(ctx: click.Context, as_json: bool, rejected: bool) -> None:
     table([_entry_row(e, rejected) for e in entries], ["id", "user", "from", "to", *last])
 
 
+@queue.command("retry")
+@click.argument("entry_id", type=int, required=False)
+@click.option("--all-rejected", is_flag=True, help="Put every rejected entry back in the queue.")
+@click.pass_context
+@handle_errors
+def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) -> None:
+    """Put rejected entry ENTRY_ID (or --all-rejected) back in the queue, e.g. after fixing the user in TimeTrack."""
+    if (entry_id is None) == (not all_rejected):
+        raise click.UsageError("give an entry id or --all-rejected (not both)")
+    with open_store(ctx) as store:
+        ids = [e["id"] for e in store.rejected()] if all_rejected else [entry_id]
+        if not all_rejected and not store.retry_rejected(entry_id):
+            where = "is still queued" if store.outbox_entry(entry_id) else "does not exist"
+            raise KioskError(f"entry {entry_id} is not in the rejected list (it {where})")
+        if all_rejected:
+            for ident in ids:
+                store.retry_rejected(ident)
+    click.echo(f"{len(ids)} entr{'y' if len(ids) == 1 else 'ies'} queued again"
+               + ("" if all_rejected else f" ({entry_id})"))
+
+
+@queue.command("drop")
+@click.argument("entry_id", type=int)
+@click.option("--reason", default="", help="Why, for the audit log.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> None:
+    """Delete queued or rejected entry ENTRY_ID for good (a copy stays in the audit log)."""
+    with open_store(ctx) as store:
+        entry = store.outbox_entry(entry_id) or next((e for e in store.rejected() if e["id"] == entry_id), None)
+        if entry is None:
+            raise KioskError(f"no queued or rejected entry {entry_id}")
+        summary = f"{entry['username']} {local(entry['from'])} - {local(entry['to'])}"
+        if not yes:
+            if not sys.stdin.isatty():
+                raise KioskError("refusing to drop without confirmation: pass --yes")
+            click.confirm(f"Drop entry {entry_id} ({summary})? It will never reach TimeTrack", abort=True)
+        store.drop(entry_id, reason=reason)
+    click.echo(f"dropped entry {entry_id} ({summary})")
+
+
+@queue.command("flush")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.pass_context
+@handle_errors
+def queue_flush(ctx: click.Context, as_json: bool) -> None:
+    """Deliver the queue now (safe while the daemon runs: one of them sends at a time)."""
+    from kiosk.sender import Sender, SenderError
+
+    settings = load_settings(ctx, require_api=True)
+    with Store(settings.store_path, create=False) as store:
+        total = store.outbox_count()
+        sender = Sender(store, settings.api)
+        show_bar = sys.stderr.isatty() and not as_json and total > 0
+        try:
+            if show_bar:
+                with click.progressbar(length=total, label="delivering", file=sys.stderr) as bar:
+                    summary = sender.flush(lambda entry, result: bar.update(1))
+            else:
+                summary = sender.flush()
+        except SenderError as exc:
+            raise KioskError(str(exc)) from None
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"delivered {summary['delivered']}, rejected {summary['rejected']}, "
+                   f"failed {summary['failed']}, still queued {summary['remaining']}"
+                   + (f" (held until the clock syncs: {summary['held']})" if summary.get("held") else ""))
+        if summary.get("error"):
+            click.echo(f"stopped: {summary['state']}: {summary['error']}", err=True)
+    if summary["remaining"] and summary.get("error"):
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- badges
 
 
@@ -261,3 +347,39 @@ def demo(min_session: float) -> None:
     from kiosk.demo import run_demo
 
     sys.exit(run_demo(min_session_seconds=min_session))
+
+
+# ---------------------------------------------------------------- emulator
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--key", default="emulator-key", show_default=True, help="API key clients must send.")
+@click.option("--secret", envvar="KIOSK_EMULATOR_SECRET", show_envvar=True,
+              help="API secret clients must send (prefer the environment variable or --secret-file: "
+                   "command-line arguments are visible to other users).")
+@click.option("--secret-file", type=click.Path(dir_okay=False), help="Read the API secret from this file.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), help="Persist entries to this JSON file.")
+@click.option("--users", help="Comma-separated known usernames; others are rejected (default: accept any).")
+@click.option("--fault", "faults", multiple=True, metavar="NAME=VALUE",
+              help="Fault injection, e.g. --fault error_rate=0.2 --fault latency=1.5 (see README).")
+@handle_errors
+def emulator(host, port, key, secret, secret_file, data_path, users, faults) -> None:
+    """Run a TimeTrack attendance API emulator (demos, tests, site checks). Needs no kiosk config."""
+    from kiosk.emulator import Faults, serve
+
+    if secret_file:
+        secret = config.read_secret_file(secret_file, None, "--secret-file")
+    if not secret:
+        raise click.UsageError("give the API secret: KIOSK_EMULATOR_SECRET=..., --secret-file or --secret")
+    try:
+        parsed = Faults.parse(faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    user_list = [u.strip() for u in users.split(",") if u.strip()] if users is not None else None
+    try:
+        serve(host, port, key=key, secret=secret, data_path=data_path, users=user_list, faults=parsed,
+              echo=lambda line: click.echo(line))
+    except OSError as exc:
+        raise KioskError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -1,0 +1,136 @@
+"""Run the real `kiosk` daemon as a subprocess fed on stdin, for end-to-end and crash tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+KIOSK = [sys.executable, "-m", "kiosk"]
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening: the API is unreachable (connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, state_dir: Path, base_url: str, *, extra: str = "", secret: str = "test-secret",
+                 key: str = "test-key", debounce: float = 0, min_session: float = 0) -> Path:
+    path.write_text(textwrap.dedent(f"""
+        [kiosk]
+        name = "test-kiosk"
+        state_dir = "{state_dir}"
+        [api]
+        base_url = "{base_url}"
+        key = "{key}"
+        secret = "{secret}"
+        backoff_initial = 0.05
+        backoff_max = 0.5
+        probe_interval = 0.2
+        connect_timeout = 1
+        read_timeout = 2
+        [reader]
+        type = "stdin"
+        [feedback]
+        type = "console"
+        [rules]
+        debounce_seconds = {debounce}
+        min_session_seconds = {min_session}
+        [clock]
+        sync_file = ""
+    """) + textwrap.dedent(extra))
+    return path
+
+
+def kiosk(config: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*KIOSK, "--config", str(config), *args], capture_output=True, text=True,
+                            env=env or clean_env(), timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kiosk {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+def kiosk_json(config: Path, *args: str):
+    return json.loads(kiosk(config, *args, "--json").stdout)
+
+
+def clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("KIOSK_CONFIG", "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Daemon:
+    """`kiosk run` with stdin and stdout pipes."""
+
+    def __init__(self, config: Path, *, log_level: str = "WARNING"):
+        self.proc = subprocess.Popen(
+            [*KIOSK, "--config", str(config), "run", "--log-level", log_level],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )
+        self._buf = b""
+        self._stderr: str | None = None
+
+    def tap(self, badge: str) -> None:
+        self.proc.stdin.write(badge.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def line(self, timeout: float = 15.0, *, skip_status: bool = True) -> str:
+        """Next feedback line (STATUS lines skipped); AssertionError on timeout or exit."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buf:
+                raw, self._buf = self._buf.split(b"\n", 1)
+                text = raw.decode()
+                if not (skip_status and text.startswith("STATUS")):
+                    return text
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no feedback line in time; stderr: " + self.stderr_so_far())
+            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if ready:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    raise AssertionError("daemon exited; stderr: " + self.stderr_so_far())
+                self._buf += chunk
+
+    def stderr_so_far(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        if self._stderr is None:
+            self._stderr = self.proc.stderr.read().decode(errors="replace")
+        return self._stderr
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._close_pipes()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(20)
+        self._close_pipes()
+        return code
+
+    def close_input(self) -> int:
+        self.proc.stdin.close()
+        code = self.proc.wait(20)
+        self._close_pipes()
+        return code
+
+    def _close_pipes(self) -> None:
+        self.stderr_so_far()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                pipe.close()
+            except (OSError, ValueError):
+                pass

@@ -1,0 +1,181 @@
+"""`kiosk run` end to end as a real process: stdin reader, console feedback, real SQLite,
+the TimeTrack emulator over loopback HTTP, signals and systemd notifications."""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from kiosk.emulator import Emulator
+from kiosk.store import Store
+
+from .kioskproc import Daemon, clean_env, closed_port, kiosk, kiosk_json, write_config
+
+ANNA, BEN = "04A1B2C3", "04D5E6F7A8B9C0"
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """A kiosk whose API is unreachable (connection refused), with two badges."""
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "kiosk.toml", state, f"http://127.0.0.1:{closed_port()}/api/v2/ext")
+    kiosk(config, "badge", "add", ANNA, "anna")
+    kiosk(config, "badge", "add", "04:d5:e6:f7:a8:b9:c0", "ben")
+    return config
+
+
+def test_offline_api_queues_complete_entries_and_open_clock_in_survives_kill9(offline):
+    d = Daemon(offline)
+    d.tap(ANNA)
+    assert d.line().startswith("IN  anna ")
+    d.tap(ANNA)
+    assert d.line().startswith("OUT anna ")
+    d.tap(BEN)
+    assert d.line().startswith("IN  ben ")
+    d.kill()
+
+    [entry] = kiosk_json(offline, "queue", "list")
+    assert entry["username"] == "anna" and entry["from"] < entry["to"]
+    assert {"attempts", "last_error", "id"} <= set(entry)
+    status = kiosk_json(offline, "status")
+    assert [o["username"] for o in status["open"]] == ["ben"]  # survived kill -9
+    assert status["outbox"] == 1 and status["oldest_queued_at"]
+
+    d = Daemon(offline)  # after the restart ben's next tap clocks him out
+    d.tap(BEN)
+    assert d.line().startswith("OUT ben ")
+    assert d.close_input() == 0
+    assert len(kiosk_json(offline, "queue", "list")) == 2
+
+
+def test_feedback_lines_for_every_outcome(tmp_path):
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "kiosk.toml", state, f"http://127.0.0.1:{closed_port()}/api/v2/ext",
+                          debounce=30, min_session=3600)
+    kiosk(config, "badge", "add", ANNA, "anna")
+    kiosk(config, "badge", "add", BEN, "ben", "--disabled")
+    d = Daemon(config)
+    d.tap(ANNA)
+    assert d.line().startswith("IN  anna")
+    d.tap(ANNA)
+    assert d.line() == f"REPEAT {ANNA} (ignored)"
+    d.tap("0xDEADBEEF")
+    assert d.line() == "UNKNOWN DEADBEEF"
+    d.tap(BEN)
+    assert d.line() == f"DISABLED {BEN} ben"
+    d.tap("not-a-badge")
+    assert d.line().startswith("INVALID 'not-a-badge'")
+    assert d.close_input() == 0
+    with Store(state / "kiosk.sqlite", create=False) as store:
+        assert [a["kind"] for a in store.audit(limit=5)] == ["invalid", "disabled", "unknown", "repeat", "clock_in"]
+
+
+def test_too_soon(tmp_path):
+    config = write_config(tmp_path / "kiosk.toml", tmp_path / "state",
+                          f"http://127.0.0.1:{closed_port()}/api/v2/ext", min_session=3600)
+    kiosk(config, "badge", "add", ANNA, "anna")
+    d = Daemon(config)
+    d.tap(ANNA)
+    d.line()
+    d.tap(ANNA)
+    assert d.line() == "TOO SOON anna"
+    assert d.close_input() == 0
+    assert len(kiosk_json(config, "status")["open"]) == 1
+
+
+def test_entries_reach_timetrack(tmp_path):
+    with Emulator(key="k", secret="s-very-secret") as emu:
+        config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", emu.url, key="k",
+                              secret="s-very-secret")
+        kiosk(config, "badge", "add", ANNA, "anna")
+        d = Daemon(config, log_level="INFO")
+        d.tap(ANNA)
+        d.line()
+        d.tap(ANNA)
+        d.line()
+        deadline = time.monotonic() + 15
+        while not emu.entries() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert d.stop() == 0
+        [entry] = emu.entries()
+        assert entry["user"] == "anna" and "test-kiosk" in entry["notes"]
+        assert kiosk_json(config, "queue", "list") == []
+        status = kiosk_json(config, "status")
+        assert status["outbox"] == 0 and status["last_delivery"]["server_id"] == entry["ID"]
+        assert "s-very-secret" not in d.stderr_so_far()
+
+
+def test_tap_never_waits_on_a_hanging_api(tmp_path):
+    """An API that accepts connections and never answers must not delay any tap's feedback."""
+    with socket.socket() as hang:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(100)  # never accept: requests hang until the read timeout
+        port = hang.getsockname()[1]
+        config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", f"http://127.0.0.1:{port}/api/v2/ext",
+                              extra="")
+        text = config.read_text().replace("read_timeout = 2", "read_timeout = 60")
+        config.write_text(text)
+        kiosk(config, "badge", "add", ANNA, "anna")
+        kiosk(config, "badge", "add", BEN, "ben")
+        d = Daemon(config)
+        for badge in (ANNA, ANNA, BEN, BEN, ANNA, ANNA):  # three clock-outs, each waking the sender
+            d.tap(badge)
+            d.line(timeout=10)  # well under the 60 s the sender is stuck for
+        assert d.stop() == 0
+    assert len(kiosk_json(config, "queue", "list")) == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_cleanly(offline, sig):
+    d = Daemon(offline)
+    d.tap(ANNA)
+    assert d.line().startswith("IN  anna")
+    assert d.stop(sig) == 0
+    assert [o["username"] for o in kiosk_json(offline, "status")["open"]] == ["anna"]
+
+
+def test_systemd_ready_watchdog_and_stopping(offline, tmp_path):
+    import os
+    import subprocess
+
+    from .kioskproc import KIOSK
+
+    sock_path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(sock_path)
+        sock.settimeout(10)
+        env = clean_env() | {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"}
+        proc = subprocess.Popen([*KIOSK, "--config", str(offline), "run"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        env["WATCHDOG_PID"] = str(proc.pid)
+        messages = []
+        try:
+            while not any("WATCHDOG=1" in m for m in messages):
+                messages.append(sock.recv(4096).decode())
+            assert "READY=1" in messages[0] or any("READY=1" in m for m in messages)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(sock.recv(4096).decode())
+    os.unlink(sock_path)
+
+
+def test_status_and_queue_list_human_output(offline):
+    d = Daemon(offline)
+    d.tap(ANNA)
+    d.line()
+    d.tap(ANNA)
+    d.line()
+    d.close_input()
+    out = kiosk(offline, "status").stdout
+    assert "queued:         1" in out and "open clock-ins: 0" in out
+    listing = kiosk(offline, "queue", "list").stdout
+    assert "anna" in listing and "attempts" in listing
+
+
+def test_read_only_commands_on_missing_store_fail_clearly(tmp_path):
+    config = write_config(tmp_path / "kiosk.toml", tmp_path / "nothing-here", "http://127.0.0.1:1/api")
+    result = kiosk(config, "status", check=False)
+    assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
