@@ -1,7 +1,7 @@
 """A TimeTrack attendance API server for demos, tests and site checks.
 
-It follows /work/shared/timetrack-api.md (the project's reading of TimeTrack's
-public docs) and accepts every reading the docs allow where they contradict
+It follows the project's notes on TimeTrack's public API docs (timetrack-api.md)
+and accepts every reading the docs allow where they contradict
 themselves (``user``/``username``, ``minutesBreak``/``breakMinutes``,
 ``details``/``notes``, timestamps with or without milliseconds), so a client
 that works here only relies on what the docs promise. Where the emulator is
@@ -50,8 +50,6 @@ __all__ = [
     "CODE_DELETED",
     "Emulator",
     "Faults",
-    "format_timestamp",
-    "parse_timestamp",
     "serve",
 ]
 
@@ -82,13 +80,12 @@ _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
 # Timestamps
 
 
-def parse_timestamp(value: Any, field: str) -> datetime:
+def _parse_timestamp(value: Any, field: str) -> datetime:
     """Parse ``YYYY-MM-DDTHH:MM:SS[.fff]Z`` into a naive datetime.
 
     Naive on purpose: some TimeTrack accounts write local wall-clock time with
     a "Z" (see the API notes), so the emulator compares and stores what it was
-    given without any zone conversion. Raises :class:`_ApiError` (400) naming
-    ``field``.
+    given without any zone conversion. A bad value is a 400 naming ``field``.
     """
     if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
         raise _bad_request(
@@ -102,7 +99,7 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise _bad_request(f"{field}: {value!r} is not a valid date and time ({e})") from None
 
 
-def format_timestamp(value: datetime) -> str:
+def _format_timestamp(value: datetime) -> str:
     """The answer format: always with milliseconds, always with "Z"."""
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
@@ -267,7 +264,7 @@ _CREATABLE = ("username", "user", *_UPDATABLE)
 
 def _public(record: Mapping[str, Any]) -> dict[str, Any]:
     """A stored record as the API answers it, with the documented field names."""
-    start, end = parse_timestamp(record["from"], "from"), parse_timestamp(record["to"], "to")
+    start, end = _parse_timestamp(record["from"], "from"), _parse_timestamp(record["to"], "to")
     minutes = int((end - start).total_seconds() // 60)
     return {
         "ID": record["ID"],
@@ -292,7 +289,7 @@ def _apply_fields(record: dict[str, Any], body: Mapping[str, Any], allowed: tupl
             raise _bad_request(f"{a} and {b} name the same field but differ: {body[a]!r} vs {body[b]!r}")
     for name in ("from", "to"):
         if name in body:
-            record[name] = format_timestamp(parse_timestamp(body[name], name))
+            record[name] = _format_timestamp(_parse_timestamp(body[name], name))
     for name, value in body.items():
         target = _ALIASES.get(name)
         if target == "breakMinutes":
@@ -309,7 +306,7 @@ def _apply_fields(record: dict[str, Any], body: Mapping[str, Any], allowed: tupl
             record["manual"] = value
         elif name in _COORDINATES:
             record[name] = _coordinate(name, value)
-    start, end = parse_timestamp(record["from"], "from"), parse_timestamp(record["to"], "to")
+    start, end = _parse_timestamp(record["from"], "from"), _parse_timestamp(record["to"], "to")
     if end <= start:
         raise _bad_request(f"to ({record['to']}) must be after from ({record['from']})")
     if record["breakMinutes"] * 60 > (end - start).total_seconds():
@@ -320,12 +317,12 @@ def _apply_fields(record: dict[str, Any], body: Mapping[str, Any], allowed: tupl
 
 def _coordinate(name: str, value: Any) -> float | str | None:
     """The docs type coordinates as number/text: keep what was sent, if it is a number."""
-    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str):
+    if value is None:
+        return None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
-            float(value)
-            return value
+            if math.isfinite(float(value)):
+                return value
         except ValueError:
             pass
     raise _bad_request(f"{name}: expected a number, got {value!r}")
@@ -341,6 +338,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
+        self.closing = False  # set by Emulator.stop(); connections accepted after that are cut at once
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
@@ -368,19 +366,22 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "TimeTrackEmulator/1"
     sys_version = ""
     timeout = 60  # idle keep-alive connections give their thread back eventually
+    # Headers and body go out in two sends; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms on Linux) on every answer.
+    disable_nagle_algorithm = True
     server: _Server
 
     # -- plumbing
 
     def setup(self) -> None:
         super().setup()
-        self.server.emulator._track(self.connection, True)
+        self.server.emulator._track(self.server, self.connection, True)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.emulator._track(self.connection, False)
+            self.server.emulator._track(self.server, self.connection, False)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)
@@ -420,12 +421,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if api:
                     self._inject_faults()
                 self._authenticate()
-                if api:
-                    status, payload, headers = self._api(path, parts.query, body)
-                elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-                    status, payload, headers = self._admin(path, body)
-                else:
-                    raise _ApiError(404, "Not found", f"no such resource {path}; the API is under {API_PREFIX}/")
+                try:
+                    if api:
+                        status, payload, headers = self._api(path, parts.query, body)
+                    elif path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+                        status, payload, headers = self._admin(path, body)
+                    else:
+                        raise _ApiError(404, "Not found", f"no such resource {path}; the API is under {API_PREFIX}/")
+                except OSError as e:  # the data file could not be written: nothing was changed
+                    raise _ApiError(500, "Internal server error", f"emulator could not store the change: {e}") from e
             except _ApiError as e:
                 status, payload, headers = e.status, e.body(), e.headers
             self._send(payload, status, headers, faultable=api)
@@ -573,13 +577,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return
 
     def _drop(self) -> None:
-        """Close without answering. shutdown() sends FIN at once, so the client
-        sees an empty reply (RemoteDisconnected/reset) instead of hanging."""
+        """Close without answering: the client sees an empty reply, not a hang."""
         self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _cut(self.connection)
+
+
+def _cut(conn: socket.socket) -> None:
+    """shutdown() sends FIN at once, whoever else holds the socket: the peer sees
+    an empty reply (RemoteDisconnected) or a reset instead of waiting."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _method_not_allowed(method: str, allowed: str) -> _ApiError:
@@ -668,10 +677,7 @@ class Emulator:
             if self.data_path is not None:
                 self._load()
             self._stopping.clear()
-            try:
-                server = _Server((self.host, self.port), self)
-            except OSError as e:
-                raise OSError(e.errno, f"cannot listen on {self.host}:{self.port}: {e.strerror}") from e
+            server = _Server((self.host, self.port), self)
             self._server = server
             self.port = server.server_address[1]
             self._thread = threading.Thread(
@@ -690,13 +696,11 @@ class Emulator:
             if server is None:
                 return
             self._stopping.set()
+            server.closing = True
             connections = list(self._connections)
         server.shutdown()
-        for conn in connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for conn in connections:  # keep-alive clients must see the server go, like a real restart
+            _cut(conn)
         server.server_close()
         if thread is not None:
             thread.join(5)
@@ -750,6 +754,7 @@ class Emulator:
         return faults
 
     def faults(self) -> Faults:
+        """The current settings (immutable: change them with :meth:`set_faults`)."""
         return self._faults
 
     # -- inspection
@@ -788,9 +793,14 @@ class Emulator:
             self._fired: Counter[str] = Counter()
             self._creates = 0
 
-    def _track(self, conn: socket.socket, open_: bool) -> None:
+    def _track(self, server: _Server, conn: socket.socket, open_: bool) -> None:
         with self._lock:
-            (self._connections.add if open_ else self._connections.discard)(conn)
+            if not open_:
+                self._connections.discard(conn)
+            elif server.closing:  # accepted just before stop(): never serve it
+                _cut(conn)
+            else:
+                self._connections.add(conn)
 
     def _count(self, method: str, status: int | str) -> None:
         with self._lock:
@@ -827,8 +837,8 @@ class Emulator:
         user = params.get("username", params.get("user"))
         if user == "":
             raise _bad_request("username: must not be empty")
-        start = parse_timestamp(params["from"], "from") if "from" in params else None
-        end = parse_timestamp(params["to"], "to") if "to" in params else None
+        start = _parse_timestamp(params["from"], "from") if "from" in params else None
+        end = _parse_timestamp(params["to"], "to") if "to" in params else None
         page = _int_param(params, "page_number", 0, 0)
         limit = _int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         with self._lock:
@@ -836,8 +846,8 @@ class Emulator:
                 _public(r) for r in sorted(self._entries.values(), key=lambda r: r["ID"])
                 if not r["deleted"]
                 and (user is None or r["user"] == user)
-                and (start is None or parse_timestamp(r["from"], "from") >= start)
-                and (end is None or parse_timestamp(r["to"], "to") <= end)
+                and (start is None or _parse_timestamp(r["from"], "from") >= start)
+                and (end is None or _parse_timestamp(r["to"], "to") <= end)
             ]
         return rows[page * limit:(page + 1) * limit]
 
@@ -905,13 +915,13 @@ class Emulator:
     # -- persistence
 
     def _commit(self, entries: dict[int, dict[str, Any]], next_id: int) -> None:
-        """Make a new state durable, then current; on a write error nothing changes."""
+        """Make a new state durable, then current: on OSError nothing changed."""
         if self.data_path is not None:
             try:
                 self._write(entries, next_id)
             except OSError as e:
                 log.error("cannot write %s: %s", self.data_path, e)
-                raise _ApiError(500, "Internal server error", f"emulator could not store the change: {e}") from e
+                raise
         self._entries, self._next_id = entries, next_id
 
     def _write(self, entries: dict[int, dict[str, Any]], next_id: int) -> None:

@@ -272,13 +272,13 @@ def test_the_secret_is_never_logged_or_echoed(emu, caplog):
 # -- users, create variants, callback
 
 
-def test_known_users_reject_other_usernames(emu):
-    emu.users = frozenset({"anna", "ben"})
-    api = Api(emu)
-    assert api.create(username="anna")["user"] == "anna"
-    error = error_of(api("POST", json={**ENTRY, "username": "carl"}), 400)
-    assert "carl" in error["detail"] and error["title"] == "Unknown user"
-    assert [e["user"] for e in emu.entries()] == ["anna"]
+def test_known_users_reject_other_usernames():
+    with Emulator(key=KEY, secret=SECRET, users=["anna", "ben"]) as emu:
+        api = Api(emu)
+        assert api.create(username="anna")["user"] == "anna"
+        error = error_of(api("POST", json={**ENTRY, "username": "carl"}), 400)
+        assert "carl" in error["detail"] and error["title"] == "Unknown user"
+        assert [e["user"] for e in emu.entries()] == ["anna"]
 
 
 def test_create_can_answer_200_and_or_an_empty_body(api, emu):
@@ -324,14 +324,31 @@ def test_restart_keeps_the_url(tmp_path):
     try:
         url = emulator.url
         Api(emulator).create()
-        emulator.stop()
-        with pytest.raises(requests.ConnectionError):
-            requests.get(url + "/attendances", headers=AUTH, timeout=TIMEOUT)
+        with requests.Session() as session:
+            session.headers.update(AUTH)
+            assert session.get(url + "/attendances", timeout=TIMEOUT).status_code == 200
+            emulator.stop()  # also ends the session's idle keep-alive connection
+            with pytest.raises(requests.ConnectionError):
+                session.get(url + "/attendances", timeout=TIMEOUT)
         emulator.start()
         assert emulator.url == url
         assert len(Api(emulator)("GET").json()) == 1
     finally:
         emulator.stop()
+
+
+def test_a_change_that_cannot_be_stored_is_500_and_changes_nothing(tmp_path):
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    with Emulator(key=KEY, secret=SECRET, data_path=folder / "data.json") as emulator:
+        api = Api(emulator)
+        api.create()
+        (folder / "data.json").unlink()
+        folder.rmdir()
+        assert "store" in error_of(api("POST", json=ENTRY), 500)["detail"]
+        assert error_of(api("DELETE", "/attendances/1"), 500)
+        assert [e["ID"] for e in emulator.entries()] == [1]
+        assert emulator.stats()["creates"] == 1
 
 
 def test_unreadable_data_file_is_a_clear_error(tmp_path):
@@ -384,12 +401,12 @@ def test_acknowledged_entries_survive_sigkill_and_serve_stops_on_sigterm(tmp_pat
 # -- faults
 
 
-def test_error_rate_answers_5xx_and_stores_nothing(api, emu):
-    emu.set_faults(error_rate=1)
-    for _ in range(3):
-        r = api("POST", json=ENTRY)
-        assert error_of(r, r.status_code)["status"] in (500, 502, 503)
-    assert emu.entries() == []
+def test_error_rate_answers_5xx_and_stores_nothing():
+    with Emulator(key=KEY, secret=SECRET, faults={"error_rate": 1}) as emu:  # set at start
+        for _ in range(3):
+            r = Api(emu)("POST", json=ENTRY)
+            assert error_of(r, r.status_code)["status"] in (500, 502, 503)
+        assert emu.entries() == []
 
 
 def test_rate_limit_carries_retry_after(api, emu):
