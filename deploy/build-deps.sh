@@ -11,6 +11,7 @@ command -v dpkg-query >/dev/null 2>&1 || { echo "build-deps: not a Debian system
 need gcc
 need pkg-config
 need libsystemd-dev
+need linux-libc-dev  # evdev (keyboard reader) builds against <linux/input.h>
 # The Python in use needs its headers and the venv module (Debian splits both out).
 if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
     need python3-dev
