@@ -335,6 +335,26 @@ def badge_list(ctx: click.Context, as_json: bool) -> None:
            for b in rows], ["uid", "user", "enabled", "label", "added"])
 
 
+# ---------------------------------------------------------------- doctor
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--only", multiple=True, metavar="CHECK",
+              help="Run only these checks (config, spi, reader, gpio, clock, api, state, store, secret).")
+@click.pass_context
+def doctor(ctx: click.Context, as_json: bool, only: tuple[str, ...]) -> None:
+    """Check SPI, the reader, GPIO, the clock, the API and the state dir; print a fix for each problem."""
+    from kiosk import doctor as doctor_mod
+
+    try:
+        checks = doctor_mod.diagnose(ctx.obj["config"], only=only or None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--only") from None
+    click.echo(doctor_mod.render(checks, as_json))
+    sys.exit(doctor_mod.exit_code(checks))
+
+
 # ---------------------------------------------------------------- demo
 
 

@@ -44,6 +44,19 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says why."""
 
 
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not SQLite before sqlitedict's thread trips over it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot read store {path}: {exc.strerror}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise StoreError(f"{path} is not a SQLite database (damaged or not a kiosk store)")
+
+
 def _key(prefix: str, ident: int | str) -> str:
     return f"{prefix}:{ident:012d}" if isinstance(ident, int) else f"{prefix}:{ident}"
 
@@ -62,6 +75,7 @@ class Store:
                 raise StoreError(f"cannot create state directory {self.path.parent}: {exc.strerror}") from None
         if not create and not self.path.exists():
             raise StoreError(f"no kiosk store at {self.path} (has the daemon run yet?)")
+        _check_header(self.path)
         self._lock = threading.RLock()
         try:
             self._db = SqliteDict(

@@ -228,3 +228,11 @@ def test_two_processes_write_concurrently_without_losing_records(tmp_path):
         audit_ids = [a["id"] for a in s.audit()]
         assert len(audit_ids) == len(set(audit_ids)) == 80  # shared counter: no id handed out twice
         assert s.integrity_check() == "ok"
+
+
+def test_file_that_is_not_sqlite_refused_cleanly(tmp_path):
+    path = tmp_path / "kiosk.sqlite"
+    path.write_bytes(b"this is not a database at all")
+    with pytest.raises(StoreError, match="not a SQLite database"):
+        Store(path)
+    assert path.read_bytes() == b"this is not a database at all"  # nothing changed
