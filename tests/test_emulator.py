@@ -514,6 +514,16 @@ def test_stats_and_reset(api, emu):
     assert emu.faults().drop_after_store == 1  # faults stay as set
 
 
+def test_a_request_is_counted_before_its_client_sees_the_answer(api, emu):
+    emu.set_faults(drop_before_store=0.5, seed=1)
+    for n in range(1, 21):
+        try:
+            api("GET")
+        except requests.ConnectionError:
+            pass
+        assert emu.stats()["requests"] == n
+
+
 def test_faults_parse_command_line_values():
     faults = Faults.parse(["error_rate=0.25", "unauthorized=yes", "retry_after=5", "seed=none", "latency=1"])
     assert (faults.error_rate, faults.unauthorized, faults.retry_after, faults.seed, faults.latency) == (
