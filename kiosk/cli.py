@@ -361,12 +361,14 @@ def doctor(ctx: click.Context, as_json: bool, only: tuple[str, ...]) -> None:
 @main.command()
 @click.option("--min-session", default=5.0, show_default=True, type=float,
               help="Seconds before a second tap clocks out (the production default is 60).")
+@click.option("--debounce", default=1.0, show_default=True, type=float,
+              help="Seconds in which the same badge again is ignored (the production default is 3).")
 @handle_errors
-def demo(min_session: float) -> None:
+def demo(min_session: float, debounce: float) -> None:
     """Try the kiosk with no hardware and no config: type badge ids, watch entries arrive."""
     from kiosk.demo import run_demo
 
-    sys.exit(run_demo(min_session_seconds=min_session))
+    sys.exit(run_demo(min_session_seconds=min_session, debounce_seconds=debounce))
 
 
 # ---------------------------------------------------------------- emulator

@@ -34,7 +34,8 @@ def _received(entry: dict) -> None:
     click.secho(f"  -> TimeTrack received entry #{entry.get('ID')}: {user} {start} - {end}", fg="blue")
 
 
-def run_demo(*, min_session_seconds: float = 5.0, stdin=None, keep: bool = False) -> int:
+def run_demo(*, min_session_seconds: float = 5.0, debounce_seconds: float = 1.0, stdin=None,
+             keep: bool = False) -> int:
     state_dir = tempfile.mkdtemp(prefix="kiosk-demo-")
     key, secret = "demo-key", secrets.token_urlsafe(24)
     emulator = Emulator(key=key, secret=secret)
@@ -47,7 +48,7 @@ def run_demo(*, min_session_seconds: float = 5.0, stdin=None, keep: bool = False
                     "backoff_initial": 0.5, "backoff_max": 10.0, "probe_interval": 1.0},
             "reader": {"type": "stdin"},
             "feedback": {"type": "console"},
-            "rules": {"debounce_seconds": 1.0, "min_session_seconds": min_session_seconds},
+            "rules": {"debounce_seconds": debounce_seconds, "min_session_seconds": min_session_seconds},
             "clock": {"sync_file": ""},
         })
         with Store(settings.store_path) as store:

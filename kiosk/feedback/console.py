@@ -22,7 +22,11 @@ _COLOURS = {
 
 
 def format_duration(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
+    """``8h29m``; under a minute ``42s`` (a demo's short sessions)."""
+    seconds = int(delta.total_seconds())
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
