@@ -7,9 +7,7 @@ the store's public tap path), then time
   store, no bookkeeping), once as requests does it by default and once with
   ``trust_env = False`` (the client reads the environment once, not per request);
 - ``flush``: ``Sender.flush()`` (what ``kiosk queue flush`` runs);
-- ``thread``: the daemon's background thread (``start`` + ``wake``) until the outbox is empty;
-- both again with a store that has ``mark_delivered_many`` (one transaction for a
-  batch of confirmed deliveries; see ``BulkStore``), which the sender uses when present.
+- ``thread``: the daemon's background thread (``start`` + ``wake``) until the outbox is empty.
 
 The emulator runs as a separate process (``python -c 'from kiosk.emulator import serve ...'``,
 in-memory data), so that its CPU time does not share this process's GIL, and its
@@ -40,7 +38,7 @@ from kiosk import clock  # noqa: E402
 from kiosk.config import ApiSettings  # noqa: E402
 from kiosk.rules import Kind, Outcome  # noqa: E402
 from kiosk.sender import Sender  # noqa: E402
-from kiosk.store import Store, _key  # noqa: E402
+from kiosk.store import Store  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret"
 AUTH = {"X-TimeTrack-Api-Key": KEY, "X-TimeTrack-Api-Secret": SECRET}
@@ -93,28 +91,6 @@ class EmulatorProcess:
         self.proc.wait(10)
 
 
-class BulkStore(Store):
-    """The store plus the one method the sender needs to commit confirmed deliveries in
-    one transaction instead of one each (the fsync per entry is the sender's largest
-    cost). A proposal for kiosk/store.py, measured here; same records as mark_delivered."""
-
-    def mark_delivered_many(self, marks: list[tuple[int, object]]) -> int:
-        now = clock.to_iso(clock.utcnow())
-        last, done = None, 0
-        with self.transaction() as db:
-            for entry_id, server_id in marks:
-                entry = db.get(_key("outbox", entry_id))
-                if entry is None:
-                    continue
-                db[_key("delivered", entry_id)] = {**entry, "server_id": server_id, "delivered_at": now}
-                del db[_key("outbox", entry_id)]
-                last = {"at": now, "id": entry_id, "server_id": server_id}
-                done += 1
-            if last is not None:
-                db["status:last_delivery"] = last
-        return done
-
-
 def entry_times(i: int) -> tuple[datetime, datetime]:
     start = BASE + timedelta(minutes=3 * i)
     return start, start + timedelta(minutes=2, milliseconds=i % 1000)
@@ -144,8 +120,7 @@ def bare(emu: EmulatorProcess, n: int, trust_env: bool) -> float:
     return elapsed
 
 
-def sender_run(emu: EmulatorProcess, n: int, mode: str, workdir: Path, store_seed: Path,
-               store_class: type[Store] = Store) -> float:
+def sender_run(emu: EmulatorProcess, n: int, mode: str, workdir: Path, store_seed: Path) -> float:
     path = workdir / f"{mode}-{n}-{time.monotonic_ns()}" / "kiosk.sqlite"
     path.parent.mkdir()
     for suffix in ("", "-wal", "-shm"):  # a copy of the filled store: fresh, and no refill per run
@@ -153,7 +128,7 @@ def sender_run(emu: EmulatorProcess, n: int, mode: str, workdir: Path, store_see
         if src.exists():
             Path(str(path) + suffix).write_bytes(src.read_bytes())
     api = ApiSettings(base_url=emu.url, key=KEY, secret=SECRET)
-    with store_class(path) as store:
+    with Store(path) as store:
         assert store.outbox_count() == n
         sender = Sender(store, api)
         started = time.perf_counter()
@@ -195,8 +170,6 @@ def main() -> None:
                     ("bare, trust_env=False", lambda: bare(emu, n, False)),
                     ("Sender.flush()", lambda: sender_run(emu, n, "flush", workdir, seed)),
                     ("Sender thread", lambda: sender_run(emu, n, "thread", workdir, seed)),
-                    ("flush, bulk marks*", lambda: sender_run(emu, n, "flush", workdir, seed, BulkStore)),
-                    ("thread, bulk marks*", lambda: sender_run(emu, n, "thread", workdir, seed, BulkStore)),
                 ):
                     best = None
                     for _ in range(args.repeat):
@@ -215,8 +188,6 @@ def main() -> None:
     print(f"{'N':>6}  {'what':<24} {'seconds':>8} {'entries/s':>10} {'vs bare':>8}")
     for n, label, elapsed, rate, ratio in rows:
         print(f"{n:>6}  {label:<24} {elapsed:>8.2f} {rate:>10.0f} {ratio:>8.2f}")
-    print("* with Store.mark_delivered_many (BulkStore above): proposed for kiosk/store.py; "
-          "the sender uses it when the store has it")
 
 
 if __name__ == "__main__":

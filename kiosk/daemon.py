@@ -185,6 +185,7 @@ class Daemon:
             result = self.store.fix_unsynced(self.clock.correct)
             if result["fixed"] or result["flagged"]:
                 log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review", result)
+                self.sender.wake()  # corrected entries may be sent now
         elif not synced and self._was_synced is None:
             log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
         self._was_synced = synced

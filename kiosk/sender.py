@@ -528,12 +528,7 @@ class Sender:
         marks, self._marks = self._marks, []
         if not marks:
             return
-        bulk = getattr(self.store, "mark_delivered_many", None)
-        if bulk is not None:  # one transaction for the lot, if the store offers it
-            bulk(marks)
-            return
-        for entry_id, server_id in marks:
-            self.store.mark_delivered(entry_id, server_id)
+        self.store.mark_delivered_many(marks)  # one transaction (one fsync) for the lot
 
     # ------------------------------------------------------------ global states
 

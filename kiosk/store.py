@@ -133,6 +133,22 @@ class Store:
         )
         return row[0]
 
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The records stored under ``keys`` (missing ones left out), in key order."""
+        found: dict[str, Any] = {}
+        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = keys[i:i + 500]
+            sql = f'SELECT key, value FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))}) ORDER BY key'
+            for key, value in self._db.conn.select(sql, tuple(chunk)):
+                found[key] = json.loads(value)
+        return found
+
+    def _delete_many(self, keys: list[str]) -> None:
+        """Delete ``keys`` inside the current transaction (sqlitedict's del checks each key first)."""
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            self._db.conn.execute(f'DELETE FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))})', tuple(chunk))
+
     def _get(self, key: str, default=None):
         return self._db.get(key, default)
 
@@ -276,15 +292,25 @@ class Store:
 
     def mark_delivered(self, entry_id: int, server_id: Any = None) -> bool:
         """Move a confirmed entry out of the queue, keeping the server's id."""
+        return self.mark_delivered_many([(entry_id, server_id)]) == 1
+
+    def mark_delivered_many(self, marks: list[tuple[int, Any]]) -> int:
+        """Move a batch of confirmed entries out of the queue in one transaction (one fsync).
+
+        Returns how many were still queued and moved.
+        """
         now = clock.to_iso(clock.utcnow())
+        server_ids = {_key("outbox", entry_id): server_id for entry_id, server_id in marks}
         with self.transaction() as db:
-            entry = db.get(_key("outbox", entry_id))
-            if entry is None:
-                return False
-            db[_key("delivered", entry_id)] = {**entry, "server_id": server_id, "delivered_at": now}
-            del db[_key("outbox", entry_id)]
-            db["status:last_delivery"] = {"at": now, "id": entry_id, "server_id": server_id}
-        return True
+            found = self._get_many(list(server_ids))  # one query, not one per entry
+            if not found:
+                return 0
+            db.update({_key("delivered", entry["id"]): {**entry, "server_id": server_ids[key], "delivered_at": now}
+                       for key, entry in found.items()})
+            self._delete_many(list(found))
+            last_key = next(reversed(found))
+            db["status:last_delivery"] = {"at": now, "id": found[last_key]["id"], "server_id": server_ids[last_key]}
+        return len(found)
 
     def reject(self, entry_id: int, status: int | None, reason: str) -> bool:
         """Move a permanently refused entry to the rejected list, for an administrator."""

@@ -236,3 +236,18 @@ def test_file_that_is_not_sqlite_refused_cleanly(tmp_path):
     with pytest.raises(StoreError, match="not a SQLite database"):
         Store(path)
     assert path.read_bytes() == b"this is not a database at all"  # nothing changed
+
+
+def test_mark_delivered_many_moves_a_batch_in_one_go(store):
+    store.add_badge("04A1B2C3", "anna")
+    ids = []
+    for h in range(5):
+        tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h))
+        ids.append(tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h + 1))[1])
+    store.reject(ids[1], 400, "bad")
+    moved = store.mark_delivered_many([(ids[0], 10), (ids[1], 11), (ids[2], 12), (9999, 13)])
+    assert moved == 2  # the rejected one and the unknown one are not in the queue
+    assert [e["id"] for e in store.outbox()] == ids[3:]
+    assert {(e["id"], e["server_id"]) for e in store.delivered()} == {(ids[0], 10), (ids[2], 12)}
+    assert store.status_value("last_delivery")["server_id"] == 12
+    assert store.mark_delivered_many([]) == 0
