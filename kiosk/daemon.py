@@ -49,6 +49,7 @@ class Daemon:
         self._backlog = False
         self._status_lock = threading.Lock()
         self._reload = threading.Event()
+        self._kick = threading.Event()  # wakes the main loop
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
 
@@ -109,6 +110,7 @@ class Daemon:
             self.exit_code = 1
         finally:
             self.stop_event.set()
+            self._kick.set()
 
     # ------------------------------------------------------------ status
 
@@ -194,13 +196,18 @@ class Daemon:
 
     def request_stop(self, *_args) -> None:
         self.stop_event.set()
+        self._kick.set()
+
+    def request_reload(self, *_args) -> None:
+        self._reload.set()
+        self._kick.set()
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        signal.signal(signal.SIGHUP, self.request_reload)
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_seconds
@@ -220,7 +227,11 @@ class Daemon:
             service.notify("READY=1")
             watchdog = service.watchdog_interval()
             tick = min(self.tick, watchdog) if watchdog else self.tick
-            while not self.stop_event.wait(tick):
+            while not self.stop_event.is_set():
+                self._kick.wait(tick)  # a tick, or at once for SIGHUP / stop
+                self._kick.clear()
+                if self.stop_event.is_set():
+                    break
                 self._housekeeping()
                 if watchdog and reader_thread.is_alive():
                     service.notify("WATCHDOG=1")

@@ -24,7 +24,9 @@ def closed_port() -> int:
 
 
 def write_config(path: Path, state_dir: Path, base_url: str, *, extra: str = "", secret: str = "test-secret",
-                 key: str = "test-key", debounce: float = 0, min_session: float = 0) -> Path:
+                 key: str = "test-key", debounce: float = 0, min_session: float = 0,
+                 secret_file: Path | None = None) -> Path:
+    secret_line = f'secret_file = "{secret_file}"' if secret_file else f'secret = "{secret}"'
     path.write_text(textwrap.dedent(f"""
         [kiosk]
         name = "test-kiosk"
@@ -32,7 +34,7 @@ def write_config(path: Path, state_dir: Path, base_url: str, *, extra: str = "",
         [api]
         base_url = "{base_url}"
         key = "{key}"
-        secret = "{secret}"
+        {secret_line}
         backoff_initial = 0.05
         backoff_max = 0.5
         probe_interval = 0.2
@@ -79,6 +81,7 @@ class Daemon:
         )
         self._buf = b""
         self._stderr: str | None = None
+        self._err = b""
 
     def tap(self, badge: str) -> None:
         self.proc.stdin.write(badge.encode() + b"\n")
@@ -104,11 +107,26 @@ class Daemon:
                 self._buf += chunk
 
     def stderr_so_far(self) -> str:
+        """What the daemon logged so far (all of it once it has exited)."""
+        if self._stderr is not None:
+            return self._stderr
         if self.proc.poll() is None:
-            return "(still running)"
-        if self._stderr is None:
-            self._stderr = self.proc.stderr.read().decode(errors="replace")
+            while select.select([self.proc.stderr], [], [], 0)[0]:
+                chunk = os.read(self.proc.stderr.fileno(), 65536)
+                if not chunk:
+                    break
+                self._err += chunk
+            return self._err.decode(errors="replace")
+        self._stderr = (self._err + self.proc.stderr.read()).decode(errors="replace")
         return self._stderr
+
+    def wait_log(self, text: str, timeout: float = 15.0) -> None:
+        """Wait until the daemon has logged ``text``."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr_so_far():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"{text!r} not logged; stderr: {self.stderr_so_far()}")
+            select.select([self.proc.stderr], [], [], 0.1)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

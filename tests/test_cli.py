@@ -129,3 +129,28 @@ def test_status_json_is_valid_for_scripts(config):
     kiosk(config, "badge", "add", ANNA, "anna")
     data = json.loads(kiosk(config, "status", "--json").stdout)
     assert {"open", "outbox", "rejected", "flagged", "last_delivery", "last_error"} <= set(data)
+
+
+def test_queue_flush_delivers_and_summarises(tmp_path):
+    from kiosk.emulator import Emulator
+
+    with Emulator(key="test-key", secret="test-secret", users=["anna"]) as emu:
+        config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", emu.url)
+        kiosk(config, "badge", "add", ANNA, "anna")
+        queue_entries(config, tmp_path, 3)
+        queue_entries(config, tmp_path, 1, user="zed")  # unknown at the server: rejected, the rest go on
+        result = kiosk(config, "queue", "flush")
+        assert "delivered 3, rejected 1, failed 0, still queued 0" in result.stdout
+        assert len(emu.entries()) == 3
+        [rejected] = kiosk_json(config, "queue", "list", "--rejected")
+        assert rejected["username"] == "zed" and 400 <= rejected["status"] < 500
+        assert kiosk_json(config, "queue", "flush")["delivered"] == 0  # nothing left, nothing sent twice
+        assert len(emu.entries()) == 3
+
+
+def test_queue_flush_unreachable_api_fails_and_keeps_everything(config, tmp_path):
+    kiosk(config, "badge", "add", ANNA, "anna")
+    queue_entries(config, tmp_path, 2)
+    result = kiosk(config, "queue", "flush", check=False)
+    assert result.returncode == 1 and "still queued 2" in result.stdout and "stopped" in result.stderr
+    assert len(kiosk_json(config, "queue", "list")) == 2

@@ -179,3 +179,79 @@ def test_read_only_commands_on_missing_store_fail_clearly(tmp_path):
     config = write_config(tmp_path / "kiosk.toml", tmp_path / "nothing-here", "http://127.0.0.1:1/api")
     result = kiosk(config, "status", check=False)
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def read_until(daemon, prefix, timeout=20.0):
+    """Read feedback lines (STATUS lines included) until one starts with ``prefix``."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = daemon.line(timeout=max(0.1, deadline - time.monotonic()), skip_status=False)
+        seen.append(line)
+        if line.startswith(prefix):
+            return seen
+    raise AssertionError(f"no {prefix!r} line; saw {seen}")
+
+
+def test_rotated_secret_file_pauses_then_resumes_delivery(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("old-secret\n")
+    secret_file.chmod(0o600)
+    with Emulator(key="k", secret="new-secret") as emu:
+        config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", emu.url, key="k", secret_file=secret_file)
+        kiosk(config, "badge", "add", ANNA, "anna")
+        d = Daemon(config, log_level="INFO")
+        d.tap(ANNA)
+        d.tap(ANNA)
+        seen = read_until(d, "STATUS fault")
+        assert any(line.startswith("OUT anna") for line in seen) or d.line().startswith("OUT anna")
+        assert "credentials rejected" in seen[-1]
+        assert kiosk_json(config, "status")["sender"]["state"] == "credentials rejected"
+        assert len(kiosk_json(config, "queue", "list")) == 1  # nothing dropped
+        secret_file.write_text("new-secret\n")  # the admin deploys the rotated secret
+        later = time.time() + 5
+        import os
+        os.utime(secret_file, (later, later))
+        assert wait_for(lambda: len(emu.entries()) == 1)
+        read_until(d, "STATUS ok")
+        assert d.stop() == 0
+        logs = d.stderr_so_far()
+        assert "old-secret" not in logs and "new-secret" not in logs
+    assert kiosk_json(config, "queue", "list") == []
+
+
+def test_sighup_reloads_the_api_settings(tmp_path):
+    with Emulator(key="k", secret="right") as emu:
+        config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", emu.url, key="k", secret="wrong")
+        kiosk(config, "badge", "add", ANNA, "anna")
+        d = Daemon(config, log_level="INFO")
+        d.tap(ANNA)
+        d.tap(ANNA)
+        read_until(d, "STATUS fault")
+        config.write_text(config.read_text().replace('secret = "wrong"', 'secret = "right"'))
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_log("configuration reloaded")
+        assert wait_for(lambda: len(emu.entries()) == 1)
+        assert d.stop() == 0
+
+
+def test_sighup_with_a_broken_config_keeps_running(offline):
+    d = Daemon(offline, log_level="INFO")
+    d.tap(ANNA)
+    assert d.line().startswith("IN  anna")
+    offline.write_text(offline.read_text() + "\n[bogus]\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_log("reload refused")
+    assert "bogus: unknown section" in d.stderr_so_far()
+    d.tap(BEN)
+    assert d.line().startswith("IN  ben")  # still taking taps
+    assert d.stop() == 0

@@ -1,0 +1,121 @@
+"""The daemon over the simulated RC522 (real mfrc522 library code on a fake SPI chip) and
+gpiozero's MockFactory: a tap from the lowest layer to the pins and the store."""
+
+import io
+import threading
+import time
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from kiosk import config
+from kiosk.daemon import Daemon
+from kiosk.feedback.console import ConsoleFeedback
+from kiosk.readers import fakespi
+from kiosk.store import Store
+
+from .kioskproc import closed_port
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return config.from_dict({
+        "kiosk": {"name": "hw", "state_dir": str(tmp_path / "state")},
+        "api": {"base_url": f"http://127.0.0.1:{closed_port()}/api/v2/ext", "key": "k", "secret": "s",
+                "backoff_initial": 0.05, "probe_interval": 0.2},
+        "reader": {"type": "mfrc522", "poll_interval": 0.02, "release_seconds": 0.1},
+        "feedback": {"type": "console"},
+        "rules": {"debounce_seconds": 0, "min_session_seconds": 0},
+        "clock": {"sync_file": ""},
+    })
+
+
+class Running:
+    """A Daemon in a thread (signals are only installed from the main thread)."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+        self.thread = threading.Thread(target=lambda: setattr(self, "code", daemon.run()), daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.daemon.request_stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+        return self.code
+
+
+def test_taps_from_the_rc522_reach_the_store_and_reader_outages_are_reported(settings, tmp_path):
+    anna = fakespi.FakeCard("04A1B2C3")
+    ben = fakespi.FakeCard("04D5E6F7A8B9C0")  # 7-byte: read through cascade level 2
+    out = io.StringIO()
+    with Store(settings.store_path) as store:
+        store.add_badge("04A1B2C3", "anna")
+        store.add_badge("04D5E6F7A8B9C0", "ben")
+    with fakespi.installed() as hw:
+        run = Running(Daemon(settings, feedback=ConsoleFeedback(out), tick=0.05))
+        try:
+            chip = hw.chip
+            chip.place(anna)
+            assert wait_for(lambda: "IN  anna" in out.getvalue())
+            time.sleep(0.3)  # the card stays on the reader: still one tap
+            assert out.getvalue().count("anna") == 1
+            chip.remove(anna)
+            chip.place(ben)
+            assert wait_for(lambda: "IN  ben" in out.getvalue())
+            chip.remove(ben)
+            assert wait_for(lambda: not hw.chip.cards)
+            time.sleep(0.2)  # anna's card has been away longer than release_seconds
+            chip.place(anna)
+            assert wait_for(lambda: "OUT anna" in out.getvalue())
+            chip.remove(anna)
+
+            chip.unplug()
+            assert wait_for(lambda: "STATUS fault" in out.getvalue())
+            with Store(settings.store_path, create=False) as store:
+                assert wait_for(lambda: store.status_value("reader", {}).get("ok") is False)
+            chip.plug()
+            with Store(settings.store_path, create=False) as store:
+                assert wait_for(lambda: store.status_value("reader", {}).get("ok") is True)
+            chip.place(ben)
+            assert wait_for(lambda: "OUT ben" in out.getvalue())  # reads work again after recovery
+        finally:
+            code = run.stop()
+    assert code == 0
+    with Store(settings.store_path, create=False) as store:
+        assert sorted(e["username"] for e in store.outbox()) == ["anna", "ben"]
+
+
+def test_gpio_feedback_in_the_daemon(settings, tmp_path):
+    import os
+
+    from kiosk.feedback.gpio import GpioFeedback
+    from kiosk.readers.stdin import StdinReader
+
+    factory = MockFactory()
+    try:
+        feedback = GpioFeedback(settings.feedback, pin_factory=factory)
+        with Store(settings.store_path) as store:
+            store.add_badge("04A1B2C3", "anna")
+        read_end, write_end = os.pipe()
+        with os.fdopen(read_end) as stream:
+            run = Running(Daemon(settings, reader=StdinReader(stream), feedback=feedback, tick=0.05))
+            os.write(write_end, b"04A1B2C3\n")
+            green = factory.pin(settings.feedback.green_pin)
+            assert wait_for(lambda: any(state for _, state in green.states))  # clock-in: green LED on
+            os.close(write_end)  # end of input stops the daemon
+            run.thread.join(20)
+            assert run.code == 0
+        with Store(settings.store_path, create=False) as store:
+            assert [o["username"] for o in store.open_clock_ins()] == ["anna"]
+    finally:
+        factory.reset()
