@@ -86,6 +86,9 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
 # ---------------------------------------------------------------- root
 
 
@@ -131,7 +134,7 @@ def config_group() -> None:
 
 
 @config_group.command("check")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @handle_errors
 def config_check(ctx: click.Context, as_json: bool) -> None:
@@ -152,7 +155,7 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -196,7 +199,7 @@ def _entry_row(e: dict, rejected: bool) -> list[str]:
 
 
 @queue.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option("--rejected", is_flag=True, help="List rejected entries instead of queued ones.")
 @click.pass_context
 @handle_errors
@@ -318,7 +321,7 @@ def badge_add(ctx: click.Context, uid: str, username: str, label: str, disabled:
 
 
 @badge.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.pass_context
 @handle_errors
 def badge_list(ctx: click.Context, as_json: bool) -> None:
@@ -339,7 +342,7 @@ def badge_list(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option
 @click.option("--only", multiple=True, metavar="CHECK",
               help="Run only these checks (config, spi, reader, gpio, clock, api, state, store, secret).")
 @click.pass_context

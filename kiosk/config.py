@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kiosk.rules import Rules
+
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 CREDENTIAL_NAME = "timetrack-secret"
 EX_CONFIG = 78
@@ -77,13 +79,6 @@ class BadgeSettings:
 
 
 @dataclass(frozen=True)
-class RuleSettings:
-    debounce_seconds: float = 3.0
-    min_session_seconds: float = 60.0
-    max_session_hours: float = 16.0
-
-
-@dataclass(frozen=True)
 class FeedbackSettings:
     type: str = "gpio"  # gpio | console | none
     leds: str = "pair"  # pair | rgb | none
@@ -107,7 +102,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     reader: ReaderSettings = field(default_factory=ReaderSettings)
     badges: BadgeSettings = field(default_factory=BadgeSettings)
-    rules: RuleSettings = field(default_factory=RuleSettings)
+    rules: Rules = field(default_factory=Rules)  # the decision rules' own settings
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
 
@@ -131,7 +126,7 @@ SECTIONS: dict[str, type] = {
     "api": ApiSettings,
     "reader": ReaderSettings,
     "badges": BadgeSettings,
-    "rules": RuleSettings,
+    "rules": Rules,
     "feedback": FeedbackSettings,
     "clock": ClockSettings,
 }

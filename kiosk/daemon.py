@@ -14,13 +14,13 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from kiosk import badges, config, feedback as feedback_mod, readers, service
 from kiosk.clock import Clock
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.readers import Reader
-from kiosk.rules import Kind, Outcome, Rules, decide
+from kiosk.rules import Kind, Outcome, decide
 from kiosk.sender import Sender
 from kiosk.store import Store
 
@@ -38,7 +38,7 @@ class Daemon:
         self.tick = tick
         self.drain_seconds = drain_seconds  # demo: let the sender empty the queue before exit
         self.clock = Clock(settings.clock.sync_file)
-        self.rules = Rules(**asdict(settings.rules))
+        self.rules = settings.rules
         self.store = Store(settings.store_path)
         self.reader = reader or readers.create(settings.reader, **(reader_kwargs or {}))
         self.feedback = feedback or feedback_mod.create(settings.feedback, **(feedback_kwargs or {}))

@@ -16,6 +16,16 @@ from pathlib import Path
 KIOSK = [sys.executable, "-m", "kiosk"]
 
 
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
 def closed_port() -> int:
     """A loopback port with nothing listening: the API is unreachable (connection refused)."""
     with socket.socket() as s:

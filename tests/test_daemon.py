@@ -10,7 +10,7 @@ import pytest
 from kiosk.emulator import Emulator
 from kiosk.store import Store
 
-from .kioskproc import Daemon, clean_env, closed_port, kiosk, kiosk_json, write_config
+from .kioskproc import Daemon, clean_env, closed_port, kiosk, kiosk_json, wait_for, write_config
 
 ANNA, BEN = "04A1B2C3", "04D5E6F7A8B9C0"
 
@@ -179,15 +179,6 @@ def test_read_only_commands_on_missing_store_fail_clearly(tmp_path):
     config = write_config(tmp_path / "kiosk.toml", tmp_path / "nothing-here", "http://127.0.0.1:1/api")
     result = kiosk(config, "status", check=False)
     assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def read_until(daemon, prefix, timeout=20.0):

@@ -14,16 +14,7 @@ from kiosk.feedback.console import ConsoleFeedback
 from kiosk.readers import fakespi
 from kiosk.store import Store
 
-from .kioskproc import closed_port
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+from .kioskproc import closed_port, wait_for
 
 
 @pytest.fixture
