@@ -110,3 +110,43 @@ def test_gpio_feedback_in_the_daemon(settings, tmp_path):
             assert [o["username"] for o in store.open_clock_ins()] == ["anna"]
     finally:
         factory.reset()
+
+
+def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
+    """Invariant 5: no entry leaves with times stamped by an unsynchronised clock."""
+    import os
+
+    from kiosk import clock
+    from kiosk.emulator import Emulator
+    from kiosk.readers.stdin import StdinReader
+
+    sync_file = tmp_path / "synchronized"
+    with Emulator(key="k", secret="s") as emu:
+        settings = config.from_dict({
+            "kiosk": {"name": "clock", "state_dir": str(tmp_path / "state")},
+            "api": {"base_url": emu.url, "key": "k", "secret": "s", "backoff_initial": 0.05, "probe_interval": 0.1},
+            "reader": {"type": "stdin"}, "feedback": {"type": "none"},
+            "rules": {"debounce_seconds": 0, "min_session_seconds": 0},
+            "clock": {"sync_file": str(sync_file)},
+        })
+        with Store(settings.store_path) as store:
+            store.add_badge("04A1B2C3", "anna")
+        read_end, write_end = os.pipe()
+        with os.fdopen(read_end) as stream:
+            run = Running(Daemon(settings, reader=StdinReader(stream), tick=0.05))
+            before = clock.utcnow()
+            os.write(write_end, b"04A1B2C3\n04A1B2C3\n")
+            with Store(settings.store_path, create=False) as store:
+                assert wait_for(lambda: store.outbox_count() == 1)
+                [entry] = store.outbox()
+                assert entry["from_unsynced"]["boot"] == clock.boot_id() and entry["to_unsynced"]
+                time.sleep(0.5)  # the sender is running and the API is up, yet it holds the entry
+                assert emu.entries() == [] and store.outbox_count() == 1
+                sync_file.touch()  # timesyncd: the clock is synchronised now
+                assert wait_for(lambda: len(emu.entries()) == 1)
+            os.close(write_end)
+            run.thread.join(20)
+        [sent] = emu.entries()
+        start, end = clock.from_api(sent["from"]), clock.from_api(sent["to"])
+        # corrected from CLOCK_BOOTTIME: here the wall clock was right all along, so within a second of it
+        assert abs((start - before).total_seconds()) < 1 and start < end
