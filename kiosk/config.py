@@ -7,6 +7,7 @@ the file, the key and the reason (exit code 78, EX_CONFIG), and nothing starts.
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -40,6 +41,7 @@ class ConfigError(Exception):
 class KioskSettings:
     name: str = "kiosk"
     state_dir: str = "/var/lib/kiosk"
+    history_days: float = 400.0  # audit log and delivered entries older than this are pruned
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class ApiSettings:
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     probe_interval: float = 5.0  # while backing off, check connectivity this often
+    settle_seconds: float = 60.0  # an ambiguous attempt is looked up no sooner than this
 
     @property
     def configured(self) -> bool:
@@ -141,12 +144,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 NON_NEGATIVE = {
     "api.connect_timeout", "api.read_timeout", "api.backoff_initial", "api.backoff_max",
-    "api.probe_interval", "reader.poll_interval", "reader.release_seconds",
+    "api.probe_interval", "api.settle_seconds", "reader.poll_interval", "reader.release_seconds",
     "rules.debounce_seconds", "rules.min_session_seconds", "reader.spi_bus",
     "reader.spi_device", "reader.reset_pin", "feedback.green_pin", "feedback.red_pin",
     "feedback.blue_pin", "feedback.buzzer_pin",
 }
-POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout"}
+POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout", "kiosk.history_days"}
+SENSITIVE = {"api.secret"}  # never echoed in an error message
 
 
 # ---------------------------------------------------------------- loading
@@ -183,9 +187,38 @@ def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool
         if not isinstance(value, dict):
             raise ConfigError(path, name, "must be a table, e.g. [" + name + "]")
         sections[name] = _section(path, name, SECTIONS[name], value)
-    sections["api"] = _load_secret(path, sections.get("api", ApiSettings()))
+    api = _relative_paths(path, sections.get("api", ApiSettings()))
+    if api.secret and path and os.stat(path).st_mode & stat.S_IROTH:
+        raise ConfigError(path, "api.secret", f"the file holds the API secret but everyone may read it; "
+                          f"run: chmod o-rwx {path} (or move the secret to api.secret_file)")
+    sections["api"] = _load_secret(path, api)
     _check_api(path, sections["api"], require_api)
-    return Settings(path=path, **sections)
+    settings = Settings(path=path, **sections)
+    _check_across(path, settings)
+    return settings
+
+
+def _relative_paths(path: str | None, api: ApiSettings) -> ApiSettings:
+    """Relative file names in the config are relative to the config file, not the working directory."""
+    if not path:
+        return api
+    base = os.path.dirname(os.path.abspath(path))
+    changes = {key: os.path.join(base, getattr(api, key)) for key in ("secret_file", "ca_bundle")
+               if getattr(api, key) and not os.path.isabs(getattr(api, key))}
+    return replace(api, **changes) if changes else api
+
+
+def _check_across(path: str | None, settings: Settings) -> None:
+    """Checks that involve more than one key."""
+    rules = settings.rules
+    if rules.max_session_hours * 3600 <= rules.min_session_seconds:
+        raise ConfigError(path, "rules.max_session_hours",
+                          f"{rules.max_session_hours:g}h is not longer than rules.min_session_seconds "
+                          f"({rules.min_session_seconds:g}s): nobody could ever clock out")
+    if settings.reader.type == "keyboard" and not settings.reader.device:
+        raise ConfigError(path, "reader.device",
+                          'missing: reader.type = "keyboard" needs the device path, e.g. '
+                          '"/dev/input/by-id/usb-...-event-kbd"')
 
 
 def _section(path: str | None, name: str, cls: type, values: dict[str, Any]):
@@ -201,19 +234,22 @@ def _section(path: str | None, name: str, cls: type, values: dict[str, Any]):
 
 
 def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
+    shown = "a value of the wrong type" if dotted in SENSITIVE else repr(value)
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(path, dotted, f"must be true or false, not {value!r}")
+            raise ConfigError(path, dotted, f"must be true or false, not {shown}")
     elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(path, dotted, f"must be a whole number, not {value!r}")
+            raise ConfigError(path, dotted, f"must be a whole number, not {shown}")
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(path, dotted, f"must be a number, not {value!r}")
+            raise ConfigError(path, dotted, f"must be a number, not {shown}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(path, dotted, f"must be a finite number, not {value!r}")
     elif kind is str:
         if not isinstance(value, str):
-            raise ConfigError(path, dotted, f"must be a string, not {value!r}")
+            raise ConfigError(path, dotted, f"must be a string, not {shown}")
     if dotted in CHOICES and value not in CHOICES[dotted]:
         raise ConfigError(path, dotted, f"must be one of {', '.join(CHOICES[dotted])}, not {value!r}")
     if dotted in NON_NEGATIVE and value < 0:
@@ -270,16 +306,33 @@ def _read_text(secret_path: str, path: str | None, key: str) -> str:
     return text
 
 
+class InsecureURL(ValueError):
+    """Plain http:// to a host that is not loopback, without api.allow_insecure_http."""
+
+
+def check_base_url(base_url: str, allow_insecure_http: bool = False) -> str:
+    """The API base URL without a trailing slash; ValueError (InsecureURL) saying why it is unusable.
+
+    The one place the URL rules live: config validation and the API client both use it.
+    """
+    base = base_url.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, not {base_url!r}")
+    if parts.username or parts.password:
+        raise ValueError("must not contain credentials")
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        raise InsecureURL(f"plain http:// to {parts.hostname} is only allowed for loopback hosts; "
+                          "use https:// or set api.allow_insecure_http = true")
+    return base
+
+
 def _check_api(path: str | None, api: ApiSettings, required: bool) -> None:
     if api.base_url:
-        parts = urlsplit(api.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(path, "api.base_url", f"must be an http(s) URL, not {api.base_url!r}")
-        if parts.scheme == "http" and not api.allow_insecure_http and not is_loopback(parts.hostname):
-            raise ConfigError(
-                path, "api.base_url",
-                "plain http:// is only allowed for loopback hosts; use https:// or set api.allow_insecure_http = true",
-            )
+        try:
+            check_base_url(api.base_url, api.allow_insecure_http)
+        except ValueError as exc:
+            raise ConfigError(path, "api.base_url", str(exc)) from None
     if api.ca_bundle and not os.path.exists(api.ca_bundle):
         raise ConfigError(path, "api.ca_bundle", f"{api.ca_bundle}: file not found")
     if not required:

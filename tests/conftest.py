@@ -19,6 +19,7 @@ def write_config(tmp_path):
     def write(text: str, name: str = "kiosk.toml") -> Path:
         path = tmp_path / name
         path.write_text(textwrap.dedent(text))
+        path.chmod(0o640)  # it may hold the API secret: not for everyone
         return path
 
     return write

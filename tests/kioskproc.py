@@ -60,6 +60,7 @@ def write_config(path: Path, state_dir: Path, base_url: str, *, extra: str = "",
         [clock]
         sync_file = ""
     """) + textwrap.dedent(extra))
+    path.chmod(0o640)  # it holds the API secret: not for everyone
     return path
 
 

@@ -89,7 +89,7 @@ def test_plain_http_only_for_loopback(write_config):
     ok = MINIMAL.replace("https://acme.timetrackenterprise.com", "http://127.0.0.1:8080")
     assert config.load(write_config(ok)).api.base_url.startswith("http://127.0.0.1")
     bad = MINIMAL.replace("https://acme.timetrackenterprise.com", "http://timetrack.example")
-    with pytest.raises(ConfigError, match="loopback"):
+    with pytest.raises(ConfigError, match="api.base_url: plain http:// to timetrack.example is only allowed"):
         config.load(write_config(bad))
     allowed = bad.replace("[api]", "[api]\nallow_insecure_http = true")
     assert config.load(write_config(allowed)).api.allow_insecure_http
@@ -104,6 +104,43 @@ def test_secret_file_must_be_private(write_config, tmp_path):
         config.load(write_config(body))
     secret.chmod(0o600)
     assert config.load(write_config(body)).api.secret == "from-file"
+
+
+def test_inline_secret_in_a_world_readable_file_refused(write_config):
+    path = write_config(MINIMAL)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"api.secret: .*everyone may read it; run: chmod o-rwx"):
+        config.load(path)
+
+
+def test_relative_secret_file_is_relative_to_the_config(write_config, tmp_path, monkeypatch):
+    (tmp_path / "secret").write_text("relative\n")
+    (tmp_path / "secret").chmod(0o600)
+    monkeypatch.chdir("/")
+    body = MINIMAL.replace('secret = "s3cret-value"', 'secret_file = "secret"')
+    assert config.load(write_config(body)).api.secret == "relative"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_refused(write_config, value):
+    with pytest.raises(ConfigError, match="rules.max_session_hours: must be a finite number"):
+        config.load(write_config(MINIMAL + f"\n[rules]\nmax_session_hours = {value}\n"))
+    with pytest.raises(ConfigError, match="api.backoff_max: must be a finite number"):
+        config.load(write_config(MINIMAL.replace("[api]", f"[api]\nbackoff_max = {value}")))
+
+
+def test_secret_value_never_echoed_in_errors(write_config):
+    body = MINIMAL.replace('secret = "s3cret-value"', "secret = 98765432109876")
+    with pytest.raises(ConfigError) as info:
+        config.load(write_config(body))
+    assert "98765432109876" not in str(info.value) and "api.secret" in str(info.value)
+
+
+def test_cross_key_checks(write_config):
+    with pytest.raises(ConfigError, match="nobody could ever clock out"):
+        config.load(write_config(MINIMAL + "\n[rules]\nmax_session_hours = 0.01\nmin_session_seconds = 60\n"))
+    with pytest.raises(ConfigError, match="reader.device: missing"):
+        config.load(write_config(MINIMAL + '\n[reader]\ntype = "keyboard"\n'))
 
 
 def test_secret_and_secret_file_together_refused(write_config, tmp_path):
