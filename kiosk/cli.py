@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
+import warnings
 import click
 
 from kiosk import __version__, badges, clock, config
@@ -118,10 +120,14 @@ def run(ctx: click.Context, log_level: str) -> None:
     from kiosk.readers.mfrc522 import ReaderUnavailable
 
     service.setup_logging(log_level)
-    try:
-        daemon = Daemon(settings)
-    except (ReaderUnavailable, KeyboardReaderError, GpioFeedbackError) as exc:
-        raise KioskError(str(exc), EX_UNAVAILABLE) from None
+    with warnings.catch_warnings(record=True) as caught:  # gpiozero's pin-factory fallbacks
+        warnings.simplefilter("always")
+        try:
+            daemon = Daemon(settings)
+        except (ReaderUnavailable, KeyboardReaderError, GpioFeedbackError) as exc:
+            raise KioskError(str(exc), EX_UNAVAILABLE) from None  # the reason says it all
+    for warning in caught:
+        logging.getLogger("kiosk").info("%s", warning.message)
     sys.exit(daemon.run())
 
 
@@ -227,15 +233,14 @@ def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) ->
     if (entry_id is None) == (not all_rejected):
         raise click.UsageError("give an entry id or --all-rejected (not both)")
     with open_store(ctx) as store:
-        ids = [e["id"] for e in store.rejected()] if all_rejected else [entry_id]
-        if not all_rejected and not store.retry_rejected(entry_id):
+        if all_rejected:
+            done = sum(store.retry_rejected(e["id"]) for e in store.rejected())
+        elif store.retry_rejected(entry_id):
+            done = 1
+        else:
             where = "is still queued" if store.outbox_entry(entry_id) else "does not exist"
             raise KioskError(f"entry {entry_id} is not in the rejected list (it {where})")
-        if all_rejected:
-            for ident in ids:
-                store.retry_rejected(ident)
-    click.echo(f"{len(ids)} entr{'y' if len(ids) == 1 else 'ies'} queued again"
-               + ("" if all_rejected else f" ({entry_id})"))
+    click.echo(f"{done} entr{'y' if done == 1 else 'ies'} queued again" + ("" if all_rejected else f" ({entry_id})"))
 
 
 @queue.command("drop")
@@ -255,7 +260,8 @@ def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> Non
             if not sys.stdin.isatty():
                 raise KioskError("refusing to drop without confirmation: pass --yes")
             click.confirm(f"Drop entry {entry_id} ({summary})? It will never reach TimeTrack", abort=True)
-        store.drop(entry_id, reason=reason)
+        if store.drop(entry_id, reason=reason) is None:
+            raise KioskError(f"entry {entry_id} left the queue meanwhile (delivered?); nothing dropped")
     click.echo(f"dropped entry {entry_id} ({summary})")
 
 
@@ -379,7 +385,8 @@ def demo(min_session: float, debounce: float) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="Port (0: any free port).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port (0: any free port).")
 @click.option("--key", default="emulator-key", show_default=True, help="API key clients must send.")
 @click.option("--secret", envvar="KIOSK_EMULATOR_SECRET", show_envvar=True,
               help="API secret clients must send (prefer the environment variable or --secret-file: "
@@ -408,3 +415,5 @@ def emulator(host, port, key, secret, secret_file, data_path, users, faults) -> 
               echo=lambda line: click.echo(line))
     except OSError as exc:
         raise KioskError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # an unusable --data file
+        raise KioskError(str(exc)) from None

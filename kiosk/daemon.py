@@ -15,8 +15,9 @@ import signal
 import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 
-from kiosk import badges, config, feedback as feedback_mod, readers, service
+from kiosk import badges, clock, config, feedback as feedback_mod, readers, service
 from kiosk.clock import Clock
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.readers import Reader
@@ -25,6 +26,8 @@ from kiosk.sender import Sender
 from kiosk.store import Store
 
 log = logging.getLogger("kiosk.daemon")
+STUCK_TAP_SECONDS = 30.0  # a tap still in progress after this stops the watchdog pings: systemd restarts us
+PRUNE_EVERY = 24 * 3600.0
 
 
 class Daemon:
@@ -52,11 +55,21 @@ class Daemon:
         self._kick = threading.Event()  # wakes the main loop
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
+        self._clock_lock = threading.Lock()
+        self._busy_since: float | None = None  # a tap in progress since (monotonic)
+        self._next_prune = 0.0
 
     # ------------------------------------------------------------ taps
 
     def handle(self, raw: str) -> Outcome:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
+        self._busy_since = time.monotonic()
+        try:
+            return self._handle(raw)
+        finally:
+            self._busy_since = None
+
+    def _handle(self, raw: str) -> Outcome:
         stamp = self.clock.stamp()
         mono = time.monotonic()
         try:
@@ -66,11 +79,16 @@ class Daemon:
             self._commit(outcome, stamp)
             return outcome
         try:
+            if stamp.synced and self._was_synced is False:
+                self._check_clock()  # correct earlier stamps before comparing with them
             badge = self.store.badge(uid)
             open_ = self.store.open_clock_in(badge.username) if badge else None
             last = self._last_seen.get(uid)
             self._last_seen[uid] = mono
-            outcome = decide(uid, badge, open_, None if last is None else mono - last, stamp.at, self.rules)
+            comparable = open_ is None or (
+                (open_.synced and stamp.synced) or (not open_.synced and not stamp.synced and open_.boot == stamp.boot))
+            outcome = decide(uid, badge, open_, None if last is None else mono - last, stamp.at, self.rules,
+                             comparable=comparable)
         except Exception as exc:
             log.exception("cannot read the store for tap %s", uid)
             outcome = Outcome(Kind.ERROR, uid, stamp.at, message=f"store error: {exc}")
@@ -182,15 +200,27 @@ class Daemon:
             self._secret_mtime = mtime
             log.info("secret file changed")
             self.reload()
-        synced = self.clock.synced()
-        if synced and self._was_synced is not True:
-            result = self.store.fix_unsynced(self.clock.correct)
-            if result["fixed"] or result["flagged"]:
-                log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review", result)
-                self.sender.wake()  # corrected entries may be sent now
-        elif not synced and self._was_synced is None:
-            log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
-        self._was_synced = synced
+        self._check_clock()
+        now = time.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            removed = self.store.prune(clock.utcnow() - timedelta(days=self.settings.kiosk.history_days))
+            if removed:
+                log.info("pruned %d history records older than %g days", removed, self.settings.kiosk.history_days)
+
+    def _check_clock(self) -> None:
+        """Once the clock synchronises, correct (or flag) the stamps taken before."""
+        with self._clock_lock:
+            synced = self.clock.synced()
+            if synced and self._was_synced is not True:
+                result = self.store.fix_unsynced(self.clock.correct)
+                if result["fixed"] or result["flagged"]:
+                    log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review",
+                                result)
+                    self.sender.wake()  # corrected entries may be sent now
+            elif not synced and self._was_synced is None:
+                log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
+            self._was_synced = synced
 
     # ------------------------------------------------------------ lifecycle
 
@@ -215,6 +245,28 @@ class Daemon:
             self.sender.wake()
             time.sleep(0.05)
 
+    def _healthy(self, reader_thread: threading.Thread) -> bool:
+        """For the watchdog: the reader thread lives and no tap is stuck (e.g. in a hung store write)."""
+        busy = self._busy_since
+        return reader_thread.is_alive() and (busy is None or time.monotonic() - busy < STUCK_TAP_SECONDS)
+
+    def _shutdown(self, reader_thread: threading.Thread) -> None:
+        """Stop every part that started, each on its own: one failure must not skip the rest."""
+        steps = [
+            ("reader thread", lambda: reader_thread.join(timeout=10) if reader_thread.is_alive() else None),
+            ("drain", self._drain),
+            ("sender", lambda: self.sender.stop(timeout=10)),
+            ("sender status", lambda: self.store.set_status("sender", {**self.sender.status, "state": "stopped"})),
+            ("reader", self.reader.close),
+            ("feedback", self.feedback.close),
+            ("store", self.store.close),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("stopping the %s failed", name)
+
     def run(self) -> int:
         self._install_signals()
         reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
@@ -232,17 +284,18 @@ class Daemon:
                 self._kick.clear()
                 if self.stop_event.is_set():
                     break
-                self._housekeeping()
-                if watchdog and reader_thread.is_alive():
+                try:
+                    self._housekeeping()
+                except Exception:  # e.g. the store busy for a moment: try again next tick
+                    log.exception("housekeeping failed")
+                if watchdog and self._healthy(reader_thread):
                     service.notify("WATCHDOG=1")
+        except Exception:
+            log.exception("kiosk failed")
+            self.exit_code = 1
         finally:
             service.notify("STOPPING=1")
             self.stop_event.set()
-            reader_thread.join(timeout=10)
-            self._drain()
-            self.sender.stop(timeout=10)
-            self.reader.close()
-            self.feedback.close()
-            self.store.close()
+            self._shutdown(reader_thread)
             log.info("kiosk stopped")
         return self.exit_code

@@ -47,6 +47,8 @@ class OpenClockIn:
     username: str
     since: datetime  # aware UTC
     uid: str = ""
+    synced: bool = True  # stamped by a synchronised clock
+    boot: str = ""  # the boot it was stamped in, when not synced
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,19 @@ def decide(
     seconds_since_last_tap: float | None,
     now: datetime,
     rules: Rules,
+    *,
+    comparable: bool = True,
 ) -> Outcome:
     """Decide what a tap of badge ``uid`` at ``now`` means.
 
     ``seconds_since_last_tap`` is the time since the same badge was last seen,
     measured on a monotonic clock by the caller (None: not seen), so that a wall
     clock jump never turns a held card into two taps.
+
+    ``comparable`` is False when ``now`` and the open clock-in's start were not read
+    on the same time basis (one before the clock synchronised, the other after, or
+    another boot): their difference means nothing then, so the tap is a clock-out
+    whose times are corrected (or flagged) once the clock syncs, never "too soon".
     """
     if seconds_since_last_tap is not None and 0 <= seconds_since_last_tap < rules.debounce_seconds:
         return Outcome(Kind.REPEAT, uid, now, badge.username if badge else None)
@@ -93,6 +102,8 @@ def decide(
     user = badge.username
     if open_clock_in is None:
         return Outcome(Kind.CLOCK_IN, uid, now, user)
+    if not comparable:
+        return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
     elapsed = (now - open_clock_in.since).total_seconds()
     if elapsed > rules.max_session_hours * 3600:
         # Never close a forgotten clock-in with an invented time: flag it, start afresh.

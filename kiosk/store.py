@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from kiosk.rules import Badge, Kind, OpenClockIn, Outcome
 
 SCHEMA_VERSION = 1
 TABLE = "kiosk"
+PRUNE_BATCH = 500
 log = logging.getLogger("kiosk.store")
 
 
@@ -105,18 +107,26 @@ class Store:
     def transaction(self) -> Iterator[SqliteDict]:
         """One atomic, durable write: BEGIN IMMEDIATE ... COMMIT (fsync), or ROLLBACK."""
         with self._lock:
-            db = self._db
-            if db is None:
-                raise StoreError("store is closed")
+            db = self._open()
             db.conn.select_one("BEGIN IMMEDIATE")
             try:
                 yield db
-            except BaseException:
-                db.conn.select_one("ROLLBACK")
+                # Not db.commit(): sqlitedict's worker thread dies when a COMMIT fails (disk
+                # full) and the caller would wait forever. A COMMIT statement reports its error.
+                db.conn.select_one("COMMIT")
+            except BaseException as exc:
+                try:
+                    db.conn.select_one("ROLLBACK")
+                except Exception:
+                    pass  # no transaction left to roll back (the COMMIT failed before starting)
+                if isinstance(exc, Exception) and not isinstance(exc, StoreError):
+                    raise StoreError(f"store write failed: {exc}") from exc
                 raise
-            db.commit()
 
-    def _range(self, prefix: str, *, reverse: bool = False, limit: int | None = None):
+    # Reads take the lock too: all threads share sqlitedict's one connection, so a read
+    # between another thread's BEGIN and COMMIT would see rows that may never be committed.
+
+    def _range(self, prefix: str, *, reverse: bool = False, limit: int | None = None) -> list[tuple[str, Any]]:
         """(key, value) pairs under ``prefix:``, in key order, via the primary key index."""
         order = "DESC" if reverse else "ASC"
         sql = f'SELECT key, value FROM "{TABLE}" WHERE key >= ? AND key < ? ORDER BY key {order}'
@@ -124,23 +134,30 @@ class Store:
         if limit is not None:
             sql += " LIMIT ?"
             args += (limit,)
-        for key, value in self._db.conn.select(sql, args):
-            yield key, json.loads(value)
+        with self._lock:
+            return [(key, json.loads(value)) for key, value in self._open().conn.select(sql, args)]
 
     def _count(self, prefix: str) -> int:
-        row = self._db.conn.select_one(
-            f'SELECT COUNT(*) FROM "{TABLE}" WHERE key >= ? AND key < ?', (prefix + ":", prefix + ";")
-        )
+        with self._lock:
+            row = self._open().conn.select_one(
+                f'SELECT COUNT(*) FROM "{TABLE}" WHERE key >= ? AND key < ?', (prefix + ":", prefix + ";")
+            )
         return row[0]
+
+    def _open(self) -> SqliteDict:
+        if self._db is None:
+            raise StoreError("store is closed")
+        return self._db
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         """The records stored under ``keys`` (missing ones left out), in key order."""
         found: dict[str, Any] = {}
-        for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = keys[i:i + 500]
-            sql = f'SELECT key, value FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))}) ORDER BY key'
-            for key, value in self._db.conn.select(sql, tuple(chunk)):
-                found[key] = json.loads(value)
+        with self._lock:
+            for i in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                chunk = keys[i:i + 500]
+                sql = f'SELECT key, value FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))}) ORDER BY key'
+                for key, value in self._open().conn.select(sql, tuple(chunk)):
+                    found[key] = json.loads(value)
         return found
 
     def _delete_many(self, keys: list[str]) -> None:
@@ -150,7 +167,8 @@ class Store:
             self._db.conn.execute(f'DELETE FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))})', tuple(chunk))
 
     def _get(self, key: str, default=None):
-        return self._db.get(key, default)
+        with self._lock:
+            return self._open().get(key, default)
 
     def _next_id(self, db: SqliteDict) -> int:
         """Next id from one counter shared by all records; call inside a transaction."""
@@ -173,7 +191,8 @@ class Store:
             )
 
     def integrity_check(self) -> str:
-        return self._db.conn.select_one("PRAGMA integrity_check")[0]
+        with self._lock:
+            return self._open().conn.select_one("PRAGMA integrity_check")[0]
 
     def _audit(self, db: SqliteDict, kind: str, **fields: Any) -> int:
         ident = self._next_id(db)
@@ -209,7 +228,8 @@ class Store:
         rec = self._get(_key("open", username))
         if rec is None:
             return None
-        return OpenClockIn(rec["username"], clock.from_iso(rec["since"]), rec.get("uid", ""))
+        return OpenClockIn(rec["username"], clock.from_iso(rec["since"]), rec.get("uid", ""),
+                           synced=not rec.get("unsynced"), boot=rec.get("boot", ""))
 
     def open_clock_ins(self) -> list[dict]:
         return [v for _, v in self._range("open")]
@@ -240,7 +260,9 @@ class Store:
                 opened = db.get(key)
                 if opened is None or clock.from_iso(opened["since"]) != outcome.since:
                     raise StoreError(f"open clock-in of {outcome.username} changed under the tap")
-                if outcome.at <= outcome.since:
+                unsynced = opened.get("unsynced") or stamp_extra.get("unsynced")
+                if outcome.at <= outcome.since and not unsynced:
+                    # (with an unsynchronised end, fix_unsynced decides once the clock syncs)
                     raise StoreError("refusing an entry whose end is not after its start")
                 entry_id = self._next_id(db)
                 entry = {
@@ -421,6 +443,26 @@ class Store:
                     db[key] = new
                     fixed += 1
         return {"fixed": fixed, "flagged": flagged}
+
+    def prune(self, before: datetime) -> int:
+        """Delete audit records and delivered entries older than ``before`` (the history limit).
+
+        Queued, rejected and flagged entries and open clock-ins are never pruned:
+        they still need someone. Returns how many records went.
+        """
+        cutoff = clock.to_iso(before)
+        removed = 0
+        for prefix, stamp in (("audit", "at"), ("delivered", "delivered_at")):
+            while True:  # oldest first, a batch at a time: ids grow with time
+                batch = self._range(prefix, limit=PRUNE_BATCH)
+                old = [key for key, rec in batch if rec.get(stamp, "") < cutoff]
+                if old:
+                    with self.transaction():
+                        self._delete_many(old)
+                    removed += len(old)
+                if len(old) < PRUNE_BATCH:
+                    break
+        return removed
 
     def summary(self) -> dict:
         """Everything ``kiosk status`` shows."""

@@ -1,15 +1,11 @@
-"""Shared fixtures: real files in tmp_path, and a helper to write kiosk configs."""
+"""Shared fixtures: real files in tmp_path. Helpers for the real `kiosk` process live in kioskproc.py."""
 
 from __future__ import annotations
 
-import os
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -23,16 +19,3 @@ def write_config(tmp_path):
         return path
 
     return write
-
-
-@pytest.fixture
-def kiosk_env(tmp_path):
-    """Environment for running the real `kiosk` command in a subprocess."""
-    env = dict(os.environ)
-    env.pop("KIOSK_CONFIG", None)
-    env.pop("NOTIFY_SOCKET", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-KIOSK = [sys.executable, "-m", "kiosk"]

@@ -8,7 +8,7 @@ import pytest
 from kiosk import config
 from kiosk.config import ConfigError
 
-from .conftest import KIOSK
+from .kioskproc import KIOSK, clean_env
 
 MINIMAL = """
 [api]
@@ -172,34 +172,39 @@ def test_masked_never_shows_secret(write_config):
     assert "s3cret-value" not in repr(config.load(write_config(MINIMAL)))
 
 
+@pytest.fixture
+def env():
+    return clean_env()
+
+
 def run_kiosk(args, env):
     return subprocess.run(KIOSK + args, capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_cli_config_check_exit_78_and_message(write_config, kiosk_env):
+def test_cli_config_check_exit_78_and_message(write_config, env):
     path = write_config(MINIMAL + "\n[rules]\ndebounce = 3\n")
-    result = run_kiosk(["--config", str(path), "config", "check"], kiosk_env)
+    result = run_kiosk(["--config", str(path), "config", "check"], env)
     assert result.returncode == 78
     assert f"{path}: rules.debounce: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_cli_config_check_masks_secret_and_honours_env(write_config, kiosk_env):
+def test_cli_config_check_masks_secret_and_honours_env(write_config, env):
     path = write_config(MINIMAL)
-    kiosk_env["KIOSK_CONFIG"] = str(path)
-    result = run_kiosk(["config", "check", "--json"], kiosk_env)
+    env["KIOSK_CONFIG"] = str(path)
+    result = run_kiosk(["config", "check", "--json"], env)
     assert result.returncode == 0, result.stderr
     assert "s3cret-value" not in result.stdout and "********" in result.stdout
 
 
-def test_cli_run_with_bad_config_starts_nothing(write_config, kiosk_env, tmp_path):
+def test_cli_run_with_bad_config_starts_nothing(write_config, env, tmp_path):
     state = tmp_path / "state"
     path = write_config(f'[kiosk]\nstate_dir = "{state}"\n[reader]\ntype = "stdin"\n')
-    result = run_kiosk(["--config", str(path), "run"], kiosk_env)
+    result = run_kiosk(["--config", str(path), "run"], env)
     assert result.returncode == 78 and "api.base_url: missing" in result.stderr
     assert not state.exists()
 
 
-def test_commands_needing_no_kiosk_need_no_config(kiosk_env):
-    kiosk_env["KIOSK_CONFIG"] = "/nonexistent/kiosk.toml"
-    assert run_kiosk(["demo", "--help"], kiosk_env).returncode == 0
+def test_commands_needing_no_kiosk_need_no_config(env):
+    env["KIOSK_CONFIG"] = "/nonexistent/kiosk.toml"
+    assert run_kiosk(["demo", "--help"], env).returncode == 0

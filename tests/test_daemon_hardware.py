@@ -150,3 +150,108 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
         start, end = clock.from_api(sent["from"]), clock.from_api(sent["to"])
         # corrected from CLOCK_BOOTTIME: here the wall clock was right all along, so within a second of it
         assert abs((start - before).total_seconds()) < 1 and start < end
+
+
+class HangingApi:
+    """Accepts connections, reads the request, then never answers until released."""
+
+    def __init__(self):
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/api/v2/ext"
+        self.requests = 0
+        self.got_request = threading.Event()
+        self.release = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn):
+        with conn:
+            if conn.recv(65536):
+                self.requests += 1
+                self.got_request.set()
+            self.release.wait()
+
+    def close(self):
+        self.release.set()
+        self.sock.close()
+
+
+def test_taps_never_wait_for_a_post_in_flight(tmp_path):
+    """Invariant 1: while the sender is stuck inside a POST, every tap still gets its feedback."""
+    import os
+
+    from kiosk.readers.stdin import StdinReader
+
+    api = HangingApi()
+    try:
+        settings = config.from_dict({
+            "kiosk": {"state_dir": str(tmp_path / "state")},
+            "api": {"base_url": api.url, "key": "k", "secret": "s", "read_timeout": 600},
+            "reader": {"type": "stdin"}, "feedback": {"type": "console"},
+            "rules": {"debounce_seconds": 0, "min_session_seconds": 0}, "clock": {"sync_file": ""},
+        })
+        with Store(settings.store_path) as store:
+            store.add_badge("04A1B2C3", "anna")
+            store.add_badge("04D5E6F7", "ben")
+        out = io.StringIO()
+        read_end, write_end = os.pipe()
+        with os.fdopen(read_end) as stream:
+            run = Running(Daemon(settings, reader=StdinReader(stream), feedback=ConsoleFeedback(out), tick=0.05))
+            os.write(write_end, b"04A1B2C3\n04A1B2C3\n")
+            assert api.got_request.wait(20)  # the sender is now blocked inside the first POST
+            os.write(write_end, b"04D5E6F7\n04D5E6F7\n04A1B2C3\n04A1B2C3\n")
+            assert wait_for(lambda: out.getvalue().count("OUT ") == 3)
+            assert not api.release.is_set() and api.requests == 1  # ...and still is: no tap waited for it
+            with Store(settings.store_path, create=False) as store:
+                assert store.outbox_count() == 3
+            api.close()
+            os.close(write_end)
+            run.thread.join(30)
+        assert run.code == 0
+    finally:
+        api.close()
+
+
+def test_a_failing_start_is_reported_and_everything_is_closed(settings, caplog):
+    from kiosk.readers.stdin import StdinReader
+
+    closed = []
+
+    class Feedback(ConsoleFeedback):
+        def close(self):
+            closed.append("feedback")
+
+    daemon = Daemon(settings, reader=StdinReader(io.StringIO("")), feedback=Feedback(io.StringIO()))
+
+    def broken_start():
+        raise RuntimeError("sender cannot start")
+
+    daemon.sender.start = broken_start
+    assert daemon.run() == 1
+    assert "sender cannot start" in caplog.text and "cannot join thread" not in caplog.text
+    assert closed == ["feedback"] and daemon.store._db is None
+
+
+def test_watchdog_stops_when_a_tap_is_stuck(settings):
+    from kiosk.readers.stdin import StdinReader
+
+    daemon = Daemon(settings, reader=StdinReader(io.StringIO("")))
+    alive = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
+    alive.start()
+    assert daemon._healthy(alive)
+    daemon._busy_since = time.monotonic() - 31  # a store write that never returned
+    assert not daemon._healthy(alive)
+    daemon._busy_since = None
+    assert daemon._healthy(alive)
+    daemon.store.close()

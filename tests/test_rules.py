@@ -94,3 +94,12 @@ def test_other_users_open_clock_in_is_irrelevant():
     # the caller looks up the open clock-in of the badge's user; decide trusts it
     out = decide(ANNA.uid, ANNA, None, None, T0, RULES)
     assert out.kind is Kind.CLOCK_IN
+
+
+def test_incomparable_times_never_swallow_a_clock_out():
+    """Clock-in stamped by a synced clock, tap by one that fake-hwclock set back after a
+    reboot: the difference is meaningless, so it is a clock-out, fixed when the clock syncs."""
+    open_ = open_at(-timedelta(hours=3))  # "in the future" as the wrong clock sees it
+    out = decide(ANNA.uid, ANNA, open_, None, T0, RULES, comparable=False)
+    assert out.kind is Kind.CLOCK_OUT and out.since == open_.since
+    assert decide(ANNA.uid, ANNA, open_, 0.5, T0, RULES, comparable=False).kind is Kind.REPEAT

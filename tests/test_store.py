@@ -251,3 +251,70 @@ def test_mark_delivered_many_moves_a_batch_in_one_go(store):
     assert {(e["id"], e["server_id"]) for e in store.delivered()} == {(ids[0], 10), (ids[2], 12)}
     assert store.status_value("last_delivery")["server_id"] == 12
     assert store.mark_delivered_many([]) == 0
+
+
+def test_a_failing_commit_raises_rolls_back_and_never_hangs(store):
+    """sqlitedict's own commit() hangs for ever when COMMIT fails (its worker thread dies)."""
+    store.add_badge("04A1B2C3", "anna")
+    conn = store._db.conn
+    conn.select_one("PRAGMA foreign_keys=ON")
+    conn.select_one("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.select_one("CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    result = {}
+
+    def write():
+        try:
+            with store.transaction() as db:
+                db["badge:0A0B0C0D"] = {"uid": "0A0B0C0D", "username": "ben"}
+                db.conn.select_one("INSERT INTO child VALUES (42)")  # fails only at COMMIT
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            result["error"] = exc
+
+    thread = __import__("threading").Thread(target=write)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "commit hung"
+    assert isinstance(result["error"], StoreError) and "FOREIGN KEY" in str(result["error"])
+    assert store.badge("0A0B0C0D") is None  # rolled back
+    store.add_badge("0A0B0C0D", "ben")  # and the store still works
+    assert store.badge("0A0B0C0D").username == "ben"
+
+
+def test_prune_removes_old_history_only(store, monkeypatch):
+    store.add_badge("04A1B2C3", "anna")
+    old_now = datetime(2025, 1, 1, tzinfo=UTC)
+    monkeypatch.setattr(clock, "utcnow", lambda: old_now)
+    for day in range(3):  # old history: audit lines and delivered entries from 2025
+        start = old_now + timedelta(days=day)
+        store.record(Outcome(Kind.CLOCK_IN, "04A1B2C3", start, "anna"))
+        ident = store.record(Outcome(Kind.CLOCK_OUT, "04A1B2C3", start + timedelta(hours=1), "anna", since=start))
+        if day < 2:
+            store.mark_delivered(ident, day)
+    monkeypatch.undo()
+    tap(store, "04A1B2C3", T0)  # recent
+    assert len(store.delivered()) == 2 and store.outbox_count() == 1
+    removed = store.prune(datetime(2026, 1, 1, tzinfo=UTC))
+    assert removed == 2 + 6  # two delivered entries, the six audit lines of the old taps
+    assert store.delivered() == [] and store.outbox_count() == 1  # an unsent entry is never pruned
+    assert [a["kind"] for a in store.audit()] == ["clock_in", "badge_add"]  # today's
+    assert store.prune(datetime(2026, 1, 1, tzinfo=UTC)) == 0
+
+
+def test_unsynced_clock_out_before_the_synced_clock_in_is_kept_then_corrected(store):
+    store.add_badge("04A1B2C3", "anna")
+    tap(store, "04A1B2C3", T0)  # synced clock-in
+    wrong = clock.Stamp(T0 - timedelta(days=30), False, 50.0, "boot-2")  # fake-hwclock after a reboot
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
+                 comparable=False)
+    entry_id = store.record(out, wrong)
+    assert store.outbox_entry(entry_id)["to_unsynced"] == {"boottime": 50.0, "boot": "boot-2"}
+    true_end = T0 + timedelta(hours=8)
+    assert store.fix_unsynced(lambda info: true_end) == {"fixed": 1, "flagged": 0}
+    assert clock.from_iso(store.outbox_entry(entry_id)["to"]) == true_end
+    # corrected but still not after the start: flagged, never sent
+    tap(store, "04A1B2C3", T0 + timedelta(days=1))
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
+                 comparable=False)
+    second = store.record(out, wrong)
+    assert store.fix_unsynced(lambda info: T0) == {"fixed": 0, "flagged": 1}
+    assert store.outbox_entry(second) is None and "end before they start" in store.flagged()[-1]["reason"]
