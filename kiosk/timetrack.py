@@ -39,7 +39,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -47,7 +46,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 from kiosk import clock
-from kiosk.config import ApiSettings, is_loopback
+from kiosk.config import ApiSettings, InsecureURL, check_base_url  # InsecureURL: also kiosk.timetrack.InsecureURL
 
 log = logging.getLogger("kiosk.timetrack")
 
@@ -85,10 +84,6 @@ class Result:
         return self.outcome in (Outcome.OK, Outcome.DELIVERED)
 
 
-class InsecureURL(ValueError):
-    """Plain http:// to a host that is not loopback, without allow_insecure_http."""
-
-
 class LookupFailed(Exception):
     """The filtered list could not be read: whether an entry exists is unknown."""
 
@@ -104,18 +99,16 @@ def _no_retries() -> Retry:
 
 
 def check_url(api: ApiSettings) -> str:
-    """The base URL without a trailing slash; raises ValueError/InsecureURL when unusable."""
-    base = api.base_url.rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"api.base_url must be an http(s) URL, not {api.base_url!r}")
-    if parts.username or parts.password:
-        raise ValueError("api.base_url must not contain credentials")
-    if parts.scheme == "http" and not api.allow_insecure_http and not is_loopback(parts.hostname):
-        raise InsecureURL(
-            f"refusing plain http:// to {parts.hostname}: use https://, or set api.allow_insecure_http = true"
-        )
-    return base
+    """The base URL without a trailing slash; raises ValueError/InsecureURL when unusable.
+
+    The rules live in :func:`kiosk.config.check_base_url`; this only names the key.
+    """
+    try:
+        return check_base_url(api.base_url, api.allow_insecure_http)
+    except InsecureURL as exc:
+        raise InsecureURL(f"api.base_url: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"api.base_url: {exc}") from None
 
 
 def check_credentials(api: ApiSettings) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from kiosk import clock
+from kiosk import clock, config
 from kiosk.config import ApiSettings
 from kiosk.emulator import Emulator
 from kiosk.timetrack import (
@@ -22,8 +21,11 @@ from kiosk.timetrack import (
     TimeTrackClient,
     _classify_exception,
     _matches,
+    check_url,
     parse_retry_after,
 )
+
+from .kioskproc import closed_port
 
 KEY, SECRET = "kiosk-key", "Sup3r-S3cret-do-not-log"
 START = datetime(2026, 3, 2, 7, 59, 58, 123456, tzinfo=UTC)
@@ -52,12 +54,6 @@ def settings(emu: Emulator | None = None, **kw) -> ApiSettings:
 def client(emu):
     with TimeTrackClient(settings(emu)) as c:
         yield c
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- session setup
@@ -109,8 +105,27 @@ def test_a_secret_a_header_cannot_carry_is_refused_without_showing_it(secret):
 
 @pytest.mark.parametrize("url", ["ftp://x/api", "not a url", "https://user:pw@tt.example.com/api"])
 def test_unusable_urls_are_refused(url):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="api.base_url"):
         TimeTrackClient(settings(base_url=url))
+
+
+@pytest.mark.parametrize("url,insecure", [
+    ("http://timetrack.example.com/api", False), ("http://timetrack.example.com/api", True),
+    ("http://127.0.0.1:8080/api/", False), ("https://tt.example.com/api/v2/ext/", False),
+    ("ftp://x/api", False), ("not a url", False), ("https://user:pw@tt.example.com/api", False),
+    ("https:///api", False),
+])
+def test_the_client_applies_the_config_url_rules(url, insecure):
+    """One set of URL rules (config.check_base_url): the client refuses exactly what config refuses."""
+    try:
+        expected = config.check_base_url(url, insecure)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as info:
+            check_url(settings(base_url=url, allow_insecure_http=insecure))
+        assert str(info.value) == f"api.base_url: {exc}"
+    else:
+        assert check_url(settings(base_url=url, allow_insecure_http=insecure)) == expected
+    assert InsecureURL is config.InsecureURL  # one exception class, importable from both modules
 
 
 # ---------------------------------------------------------------- create
