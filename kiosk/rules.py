@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 
+MIN_ENTRY_SECONDS = 0.001  # the API's precision: a shorter entry would have to <= from there
+
+
 class Kind(enum.StrEnum):
     """What a tap meant. The values are stable: they appear in the audit log and --json output."""
 
@@ -111,7 +114,8 @@ def decide(
             Kind.CLOCK_IN, uid, now, user, stale=open_clock_in,
             message=f"open clock-in since {open_clock_in.since.isoformat()} exceeded {rules.max_session_hours:g}h",
         )
-    if elapsed <= 0 or elapsed < rules.min_session_seconds:
-        # elapsed <= 0 also covers a wall clock that moved backwards: to <= from is never queued.
+    if elapsed < MIN_ENTRY_SECONDS or elapsed < rules.min_session_seconds:
+        # Also a wall clock that moved backwards: to <= from is never queued, not even at
+        # the API's millisecond precision.
         return Outcome(Kind.TOO_SOON, uid, now, user, since=open_clock_in.since)
     return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)

@@ -34,7 +34,7 @@ from typing import Any
 from sqlitedict import SqliteDict
 
 from kiosk import clock
-from kiosk.rules import Badge, Kind, OpenClockIn, Outcome
+from kiosk.rules import MIN_ENTRY_SECONDS, Badge, Kind, OpenClockIn, Outcome
 
 SCHEMA_VERSION = 1
 TABLE = "kiosk"
@@ -261,7 +261,7 @@ class Store:
                 if opened is None or clock.from_iso(opened["since"]) != outcome.since:
                     raise StoreError(f"open clock-in of {outcome.username} changed under the tap")
                 unsynced = opened.get("unsynced") or stamp_extra.get("unsynced")
-                if outcome.at <= outcome.since and not unsynced:
+                if (outcome.at - outcome.since).total_seconds() < MIN_ENTRY_SECONDS and not unsynced:
                     # (with an unsynchronised end, fix_unsynced decides once the clock syncs)
                     raise StoreError("refusing an entry whose end is not after its start")
                 entry_id = self._next_id(db)

@@ -7,6 +7,8 @@ recorded, but never half: the open clock-ins and the outbox always agree.
 
 import random
 
+from kiosk import clock
+
 from kiosk.store import Store
 
 from .kioskproc import Daemon, closed_port, write_config
@@ -73,3 +75,46 @@ def test_random_sigkill_loses_no_acknowledged_tap(tmp_path):
         assert per_user == expected_entries
     assert acked > 30  # the loop did real work
     assert sum(expected_entries.values()) > 5
+
+
+def test_random_sigkill_during_delivery_sends_every_entry_exactly_once(tmp_path):
+    """Kills land while the daemon's sender is posting to a live (slowish) API."""
+    import time
+
+    from kiosk.emulator import Emulator
+
+    from .kioskproc import kiosk, kiosk_json, wait_for
+
+    rng = random.Random(42)
+    state = tmp_path / "state"
+    with Emulator(key="test-key", secret="test-secret", faults={"latency": 0.02}) as emu:
+        config = write_config(tmp_path / "kiosk.toml", state, emu.url, extra="")
+        text = config.read_text().replace("probe_interval = 0.2", "probe_interval = 0.2\nsettle_seconds = 0.3")
+        config.write_text(text)
+        with Store(state / "kiosk.sqlite") as store:
+            for uid, user in USERS.items():
+                store.add_badge(uid, user)
+        for _ in range(25):
+            daemon = Daemon(config)
+            for _ in range(rng.randint(2, 8)):
+                daemon.tap(rng.choice(list(USERS)))
+                daemon.line()
+            time.sleep(rng.uniform(0, 0.15))  # let the sender get into a POST, or not
+            daemon.kill()
+        with Store(state / "kiosk.sqlite", create=False) as store:
+            queued_or_sent = store.outbox_count() + len(store.delivered())
+            assert store.integrity_check() == "ok"
+        for entry in kiosk_json(config, "queue", "list"):
+            assert (clock.truncate_ms(clock.from_iso(entry["to"]))
+                    > clock.truncate_ms(clock.from_iso(entry["from"])))  # valid at the API's precision
+
+        def drained():
+            kiosk(config, "queue", "flush", check=False)
+            return kiosk_json(config, "queue", "list") == []
+
+        assert wait_for(drained, timeout=60, interval=0.3)
+        received = emu.entries()
+        keys = [(e["user"], e["from"], e["to"]) for e in received]
+        assert len(keys) == len(set(keys)), "an entry reached TimeTrack twice"
+        assert kiosk_json(config, "queue", "list", "--rejected") == []
+        assert len(received) == queued_or_sent > 10

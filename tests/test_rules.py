@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, strategies as st
 
 from kiosk.rules import Badge, Kind, OpenClockIn, Rules, decide
 
@@ -67,8 +68,10 @@ def test_min_and_max_session_boundaries(elapsed, expected):
 
 def test_zero_min_session_allows_immediate_clock_out_but_never_to_equal_from():
     rules = Rules(debounce_seconds=0, min_session_seconds=0)
-    assert decide(ANNA.uid, ANNA, open_at(timedelta(microseconds=1)), None, T0, rules).kind is Kind.CLOCK_OUT
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(milliseconds=1)), None, T0, rules).kind is Kind.CLOCK_OUT
     assert decide(ANNA.uid, ANNA, open_at(timedelta(0)), None, T0, rules).kind is Kind.TOO_SOON
+    # shorter than the API's millisecond: from and to could be equal there
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(microseconds=999)), None, T0, rules).kind is Kind.TOO_SOON
 
 
 def test_clock_moved_backwards_never_produces_an_entry():
@@ -103,3 +106,46 @@ def test_incomparable_times_never_swallow_a_clock_out():
     out = decide(ANNA.uid, ANNA, open_, None, T0, RULES, comparable=False)
     assert out.kind is Kind.CLOCK_OUT and out.since == open_.since
     assert decide(ANNA.uid, ANNA, open_, 0.5, T0, RULES, comparable=False).kind is Kind.REPEAT
+
+
+# ---------------------------------------------------------------- properties over all inputs
+
+rules_st = st.builds(
+    Rules,
+    debounce_seconds=st.floats(0, 10), min_session_seconds=st.floats(0, 7200),
+    max_session_hours=st.floats(2.1, 24),  # config guarantees max_session > min_session
+)
+badge_st = st.one_of(st.none(), st.builds(Badge, st.just(ANNA.uid), st.just("anna"), st.booleans()))
+open_st = st.one_of(st.none(), st.builds(
+    OpenClockIn, st.just("anna"), st.timedeltas(timedelta(days=-2), timedelta(days=3)).map(lambda d: T0 - d)))
+last_st = st.one_of(st.none(), st.floats(-5, 100))
+
+
+@given(badge_st, open_st, last_st, rules_st, st.booleans())
+def test_decide_properties(badge, open_, since_last, rules, comparable):
+    out = decide(ANNA.uid, badge, open_, since_last, T0, rules, comparable=comparable)
+    repeat = since_last is not None and 0 <= since_last < rules.debounce_seconds
+    assert (out.kind is Kind.REPEAT) == repeat
+    if repeat:
+        return
+    if badge is None:
+        assert out.kind is Kind.UNKNOWN
+        return
+    if not badge.enabled:
+        assert out.kind is Kind.DISABLED
+        return
+    assert out.username == "anna"
+    if open_ is None:
+        assert out.kind is Kind.CLOCK_IN and out.stale is None
+        return
+    elapsed = (T0 - open_.since).total_seconds()
+    if out.kind is Kind.CLOCK_OUT:
+        assert out.since == open_.since and out.at == T0
+        if comparable:  # a queued entry is valid and within the session limits
+            assert elapsed >= max(rules.min_session_seconds, 0.001)
+            assert elapsed <= rules.max_session_hours * 3600
+    elif out.kind is Kind.CLOCK_IN:
+        assert comparable and out.stale == open_ and elapsed > rules.max_session_hours * 3600
+    else:
+        assert out.kind is Kind.TOO_SOON and comparable and not out.changes_state
+        assert elapsed < max(rules.min_session_seconds, 0.001)
