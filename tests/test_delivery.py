@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,9 @@ from kiosk.rules import Kind, Outcome
 from kiosk.sender import AUTH, BACKING_OFF, IDLE, INFLIGHT, OFFLINE, Sender, SenderError
 from kiosk.store import Store
 from kiosk.timetrack import Outcome as Result
+from kiosk.timetrack import TimeTrackClient
+
+from .kioskproc import closed_port, wait_for
 
 KEY, SECRET = "kiosk-key", "Rotating-S3cret-never-log-me"
 BASE = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -81,16 +83,6 @@ def assert_exactly_once(rows: list[dict], store: Store, expected: set[tuple]) ->
         assert d["server_id"] == ids[key_of(d)]
 
 
-def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class MaxRng(random.Random):
     """Jitter that always picks the longest wait: makes "the long backoff" certain."""
 
@@ -98,10 +90,24 @@ class MaxRng(random.Random):
         return b
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def persisted_state(store: Store) -> str | None:
+    """The sender state as persisted for `kiosk status` (written after the in-memory one)."""
+    return (store.status_value("sender") or {}).get("state")
+
+
+@pytest.fixture
+def probes(monkeypatch) -> list:
+    """The results of the senders' connectivity probes (``TimeTrackClient.ping``, still over real HTTP)."""
+    results = []
+    real = TimeTrackClient.ping
+
+    def ping(self):
+        result = real(self)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(TimeTrackClient, "ping", ping)
+    return results
 
 
 @pytest.fixture
@@ -135,7 +141,7 @@ def senders():
 def run_until_empty(sender: Sender, store: Store, timeout: float = 30.0) -> None:
     sender.start()
     sender.wake()
-    wait_for(lambda: store.outbox_count() == 0, timeout, "the outbox to empty")
+    assert wait_for(lambda: store.outbox_count() == 0, timeout), "the outbox to empty"
 
 
 # ---------------------------------------------------------------- basics
@@ -161,12 +167,12 @@ def test_delivers_oldest_first_and_skips_unsynced_entries(store, emu, senders):
 def test_wake_delivers_at_once(store, emu, senders):
     sender = senders(store, api_for(emu.url))
     sender.start()
-    wait_for(lambda: sender.status["state"] == IDLE, what="idle")
+    assert wait_for(lambda: sender.status["state"] == IDLE), "idle"
     time.sleep(0.1)  # asleep now, for IDLE_RESCAN (30 s) unless woken
     queue(store, 1)
     sender.wake()
-    wait_for(lambda: len(emu.entries()) == 1, 5, "delivery after wake()")
-    wait_for(lambda: store.outbox_count() == 0, 5, "the mark")
+    assert wait_for(lambda: len(emu.entries()) == 1, 5), "delivery after wake()"
+    assert wait_for(lambda: store.outbox_count() == 0, 5), "the mark"
 
 
 def test_flush_requires_a_configured_api(store):
@@ -177,7 +183,7 @@ def test_flush_requires_a_configured_api(store):
 def test_unconfigured_thread_waits_without_failing(store, senders):
     sender = senders(store, ApiSettings())
     sender.start()
-    wait_for(lambda: sender.status["state"] == "not configured")
+    assert wait_for(lambda: sender.status["state"] == "not configured")
 
 
 # ---------------------------------------------------------------- every fault mode
@@ -237,18 +243,19 @@ def test_401_pauses_everything_until_the_new_secret_is_deployed(store, emu, send
     api = api_for(emu.url, probe_interval=0.02)
     sender = senders(store, api, on_status=lambda s: states.append(s["state"]))
     sender.start()
-    wait_for(lambda: sender.status["state"] == AUTH, what="credentials rejected")
-    time.sleep(0.5)  # several credential re-checks (every 6 probe intervals)
+    assert wait_for(lambda: sender.status["state"] == AUTH), "credentials rejected"
+    # Several credential re-checks (every 6 probe intervals), each a GET.
+    assert wait_for(lambda: emu.stats()["by_method"].get("GET", 0) >= 3), "credential re-checks"
     assert store.outbox_count() == 4 and emu.entries() == []
     assert all(e["attempts"] == 0 and not e.get("ambiguous") for e in store.outbox())
     assert emu.stats()["by_method"]["POST"] == 1  # paused after the first refusal
     assert store.status_value("sender")["state"] == AUTH
     assert "401" in store.status_value("last_error")["message"]
     sender.update_api(replace(api, secret="the-new-secret"))
-    wait_for(lambda: store.outbox_count() == 0, 10, "delivery with the new secret")
+    assert wait_for(lambda: store.outbox_count() == 0, 10), "delivery with the new secret"
     assert_exactly_once(emu.entries(), store, expected)
     assert states.count(AUTH) == 1
-    wait_for(lambda: sender.status["state"] == IDLE)
+    assert wait_for(lambda: sender.status["state"] == IDLE)
 
 
 def test_401_resumes_by_itself_when_the_server_accepts_again(store, emu, senders):
@@ -256,9 +263,9 @@ def test_401_resumes_by_itself_when_the_server_accepts_again(store, emu, senders
     emu.set_faults(unauthorized=True)
     sender = senders(store, api_for(emu.url, probe_interval=0.02))
     sender.start()
-    wait_for(lambda: sender.status["state"] == AUTH, what="credentials rejected")
+    assert wait_for(lambda: sender.status["state"] == AUTH), "credentials rejected"
     emu.set_faults()  # fixed on the server side; no update_api
-    wait_for(lambda: store.outbox_count() == 0, 10, "delivery after the re-check")
+    assert wait_for(lambda: store.outbox_count() == 0, 10), "delivery after the re-check"
     assert len(emu.entries()) == 2
 
 
@@ -297,7 +304,7 @@ def test_failed_lookup_never_posts(store, emu, senders):
 # ---------------------------------------------------------------- volume
 
 
-def test_1000_entry_backlog_after_an_outage(store, senders, tmp_path, caplog):
+def test_1000_entry_backlog_after_an_outage(store, senders, probes, caplog):
     """Emulator down, 1,000 entries queued, emulator back on the same port: delivered
     within seconds by the probe, not after the (here: 30 s) backoff; exactly once."""
     caplog.set_level(logging.INFO, logger="kiosk.sender")
@@ -310,13 +317,17 @@ def test_1000_entry_backlog_after_an_outage(store, senders, tmp_path, caplog):
         api = api_for(url, backoff_initial=30.0, backoff_max=30.0)
         sender = senders(store, api, rng=MaxRng())
         sender.start()
-        wait_for(lambda: sender.status["state"] == OFFLINE, what="offline")
+        # The persisted status (what `kiosk status` reads) is written a moment after
+        # the in-memory state changes: wait for that one.
+        assert wait_for(lambda: persisted_state(store) == OFFLINE), "offline, persisted"
         status = store.status_value("sender")
         assert status["state"] == OFFLINE and status["queued"] == 1000
-        time.sleep(0.3)  # several probes fail
+        failed = len(probes)
+        assert wait_for(lambda: len(probes) >= failed + 3), "several probes to fail"
+        assert all(not r.ok for r in probes)
         emu.start()
         back = time.monotonic()
-        wait_for(lambda: store.outbox_count() == 0, 25, "the backlog to drain")
+        assert wait_for(lambda: store.outbox_count() == 0, 25), "the backlog to drain"
         assert time.monotonic() - back < 25  # the 30 s backoff did not hold it back
         assert_exactly_once(emu.entries(), store, expected)
     finally:
@@ -331,10 +342,10 @@ def test_1000_entries_with_faults_at_100_percent_then_cleared(store, emu, sender
     emu.set_faults(error_rate=1.0, seed=5)
     sender = senders(store, api_for(emu.url))
     sender.start()
-    wait_for(lambda: emu.stats()["faults"].get("error_rate", 0) >= 20, what="failures")
+    assert wait_for(lambda: emu.stats()["faults"].get("error_rate", 0) >= 20), "failures"
     assert sender.status["state"] in (BACKING_OFF, "sending")
     emu.set_faults()
-    wait_for(lambda: store.outbox_count() == 0, 30, "the backlog to drain")
+    assert wait_for(lambda: store.outbox_count() == 0, 30), "the backlog to drain"
     assert_exactly_once(emu.entries(), store, expected)
 
 
@@ -415,12 +426,12 @@ def test_one_entry_failing_repeatedly_does_not_block_the_others(store, senders):
         queue(store, 3, user="anna", day=1)
         sender = senders(store, api_for(f"http://127.0.0.1:{server.server_port}/api/v2/ext", backoff_max=0.2))
         sender.start()
-        wait_for(lambda: len(_PoisonHandler.created) == 3, 10, "the other entries")
+        assert wait_for(lambda: len(_PoisonHandler.created) == 3, 10), "the other entries"
         sender.wake()
         queue(store, 2, user="ben", day=2)  # later entries still flow
         sender.wake()
-        wait_for(lambda: len(_PoisonHandler.created) == 5, 10, "later entries")
-        wait_for(lambda: (store.outbox_entry(poison) or {}).get("attempts", 0) >= 3, 10, "retries of the poison")
+        assert wait_for(lambda: len(_PoisonHandler.created) == 5, 10), "later entries"
+        assert wait_for(lambda: (store.outbox_entry(poison) or {}).get("attempts", 0) >= 3, 10), "retries of the poison"
     finally:
         server.shutdown()
         server.server_close()
@@ -433,7 +444,7 @@ def test_wrong_base_url_rejects_nothing(store, emu, senders):
     queue(store, 3)
     sender = senders(store, api_for(emu.url + "/wrong"))
     sender.start()
-    wait_for(lambda: sender.status["state"] == BACKING_OFF, what="backing off")
+    assert wait_for(lambda: sender.status["state"] == BACKING_OFF), "backing off"
     assert store.rejected() == [] and store.outbox_count() == 3
     assert "api.base_url" in sender.status["last_error"]["message"]
 
@@ -454,7 +465,7 @@ def _spawn_emulator(port: int, data: Path) -> subprocess.Popen:
             return requests.get(admin, headers=_auth(), timeout=1).ok
         except requests.ConnectionError:
             return proc.poll() is not None  # died: stop waiting
-    wait_for(up, 20, "the emulator process")
+    assert wait_for(up, 20), "the emulator process"
     assert proc.poll() is None
     return proc
 
@@ -475,13 +486,13 @@ def test_emulator_killed_and_restarted_mid_flush(store, senders, tmp_path):
     try:
         sender = senders(store, api_for(f"http://127.0.0.1:{port}/api/v2/ext"))
         sender.start()
-        wait_for(lambda: _admin(port, "stats")["creates"] >= 40, 20, "a part of the backlog")
+        assert wait_for(lambda: _admin(port, "stats")["creates"] >= 40, 20), "a part of the backlog"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        wait_for(lambda: sender.status["state"] == OFFLINE, 10, "offline")
+        assert wait_for(lambda: sender.status["state"] == OFFLINE, 10), "offline"
         assert store.outbox_count() > 0
         proc = _spawn_emulator(port, data)
-        wait_for(lambda: store.outbox_count() == 0, 30, "the rest of the backlog")
+        assert wait_for(lambda: store.outbox_count() == 0, 30), "the rest of the backlog"
         rows = [r for r in _admin(port, "entries") if not r["deleted"]]
     finally:
         proc.kill()
@@ -503,7 +514,7 @@ def test_sender_killed_mid_flush_sends_nothing_twice(store, tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", code, str(store_path), emu.url, KEY], cwd=ROOT,
                                 env={**os.environ, "TEST_API_SECRET": SECRET})
         try:
-            wait_for(lambda: emu.stats()["creates"] >= 60 or proc.poll() is not None, 30, "deliveries")
+            assert wait_for(lambda: emu.stats()["creates"] >= 60 or proc.poll() is not None, 30), "deliveries"
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(10)
@@ -529,7 +540,7 @@ def test_two_senders_on_one_store_never_send_twice(tmp_path, emu):
         one.start()
         try:
             summary = two.flush(lock_timeout=30)
-            wait_for(lambda: a.outbox_count() == 0, 20, "the outbox to empty")
+            assert wait_for(lambda: a.outbox_count() == 0, 20), "the outbox to empty"
         finally:
             one.stop(timeout=10)
         assert_exactly_once(emu.entries(), a, expected)
@@ -538,16 +549,19 @@ def test_two_senders_on_one_store_never_send_twice(tmp_path, emu):
 # ---------------------------------------------------------------- status and secrets
 
 
-def test_status_is_persisted_on_changes_only(store, senders):
+def test_status_is_persisted_on_changes_only(store, senders, probes):
     queue(store, 2)
     url = f"http://127.0.0.1:{closed_port()}/api/v2/ext"
     calls = []
     sender = senders(store, api_for(url, backoff_initial=30.0, backoff_max=30.0), rng=MaxRng(),
                      on_status=lambda s: calls.append(s))
     sender.start()
-    wait_for(lambda: sender.status["state"] == OFFLINE, what="offline")
-    time.sleep(0.5)  # ten failed probes
-    assert [c["state"] for c in calls] == ["sending", OFFLINE] or [c["state"] for c in calls] == [OFFLINE]
+    # on_status is called last, after the status is persisted.
+    assert wait_for(lambda: calls and calls[-1]["state"] == OFFLINE), "offline"
+    assert persisted_state(store) == OFFLINE
+    assert wait_for(lambda: len(probes) >= 10), "ten failed probes"
+    assert all(not r.ok for r in probes)
+    assert [c["state"] for c in calls] in (["sending", OFFLINE], [OFFLINE])  # no change per probe
     status = store.status_value("sender")
     assert status["state"] == OFFLINE and status["queued"] == 2 and status["next_attempt"]
     assert "not sent" in store.status_value("last_error")["message"]
@@ -563,7 +577,7 @@ def test_the_secret_reaches_no_log_and_no_file(store, emu, senders, caplog, tmp_
     emu.set_faults(unauthorized=True)
     queue(store, 1, day=1)
     sender.wake()
-    wait_for(lambda: sender.status["state"] == AUTH, what="credentials rejected")
+    assert wait_for(lambda: sender.status["state"] == AUTH), "credentials rejected"
     sender.stop(timeout=10)
     logging.getLogger("test").info("sender status %r", sender.status)
     assert caplog.records
