@@ -48,7 +48,6 @@ BATCH = 64  # entries per in-flight record
 MARK_DELAY = 0.25  # seconds a confirmed delivery may wait to be committed with others
 BREAKER = 3  # consecutive failed entries before all delivery backs off
 AUTH_PROBE_FACTOR = 6  # credentials rejected: re-check every this many probe intervals
-SETTLE = 60.0  # an ambiguous entry is looked up no sooner than this after its attempt (see _settle_time)
 IDLE_RESCAN = 30.0  # idle: look at the outbox this often anyway (entries queued elsewhere)
 BUSY_RETRY = 0.5  # another process holds the outbox: look again after this long
 MIN_WAIT = 0.01  # never spin, whatever the settings say
@@ -82,7 +81,11 @@ def _wall(seconds_from_now: float) -> str:
 
 
 class Sender:
-    """Delivers the store's outbox in a background thread (:meth:`start`) or at once (:meth:`flush`)."""
+    """Delivers the store's outbox in a background thread (:meth:`start`) or at once (:meth:`flush`).
+
+    ``settle``: seconds after an ambiguous attempt before the entry is looked up
+    (see :meth:`_settle_time`); default ``api.settle_seconds``. Tests pass a short one.
+    """
 
     def __init__(self, store, api: ApiSettings, *, on_status: Callable[[dict], None] | None = None,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
@@ -372,12 +375,14 @@ class Sender:
 
         A lookup that comes too early may miss an entry the server is still
         storing (the client gave up at its read timeout, the server did not),
-        and the re-send would duplicate it. Default: a minute, or four read
-        timeouts if longer: well past the usual proxy and server request timeouts.
+        and the re-send would duplicate it. It is ``api.settle_seconds``
+        (default 60), or the ``settle`` given to the constructor: it must exceed
+        the server's (and any proxy's) request timeout, the longest a request
+        can go on there after the kiosk gave up on it.
         """
         if self._settle is not None:
             return self._settle
-        return max(SETTLE, 4 * self._api.read_timeout)
+        return self._api.settle_seconds
 
     def _settle_left(self, entry: dict) -> float:
         """Seconds until an ambiguous entry may be looked up (0: now)."""

@@ -186,6 +186,26 @@ def test_unconfigured_thread_waits_without_failing(store, senders):
     assert wait_for(lambda: sender.status["state"] == "not configured")
 
 
+def test_settle_time_is_api_settle_seconds_unless_the_constructor_overrides_it(store, emu):
+    """An ambiguous attempt 15 s ago, read timeout 30 s: the lookup waits for api.settle_seconds
+    only (not four read timeouts), and a ``settle=`` argument wins over the setting."""
+    def ambiguous_entry() -> int:
+        [entry_id] = queue(store, 1, day=len(store.delivered()))
+        at = clock.to_iso(clock.utcnow() - timedelta(seconds=15))
+        store.update_entry(entry_id, ambiguous=True, ambiguous_at=at)
+        return entry_id
+
+    api = api_for(emu.url, read_timeout=30.0, settle_seconds=20.0)
+    ambiguous_entry()
+    summary = Sender(store, api).flush()
+    assert summary["waiting"] == 1 and summary["delivered"] == 0 and emu.stats()["requests"] == 0
+    assert Sender(store, api, settle=10.0).flush()["delivered"] == 1
+    ambiguous_entry()
+    assert Sender(store, replace(api, settle_seconds=10.0)).flush()["delivered"] == 1
+    assert emu.stats()["by_method"] == {"GET": 2, "POST": 2}  # each one looked up before its POST
+    assert len(emu.entries()) == 2
+
+
 # ---------------------------------------------------------------- every fault mode
 
 
