@@ -22,12 +22,18 @@ Guarantees, and how they are kept:
   network coming back. 401/403 pause everything (no attempt burned) until
   ``update_api`` or a probe finds the credentials accepted again.
 - The secret never reaches a log line, the store or the status.
+- The thread never dies while the daemon runs: an exception anywhere in a turn
+  (the sleep included) is logged once per streak with its traceback, shown as
+  the last error, and the turn is tried again after a capped backoff. Sleeps are
+  clamped to ``MAX_WAIT`` (the thread re-checks and sleeps again), and a
+  Retry-After counts for at most ``max(backoff_max, RETRY_AFTER_MAX)``.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import random
 import threading
@@ -49,8 +55,13 @@ MARK_DELAY = 0.25  # seconds a confirmed delivery may wait to be committed with 
 BREAKER = 3  # consecutive failed entries before all delivery backs off
 AUTH_PROBE_FACTOR = 6  # credentials rejected: re-check every this many probe intervals
 IDLE_RESCAN = 30.0  # idle: look at the outbox this often anyway (entries queued elsewhere)
+MAX_WAIT = IDLE_RESCAN  # the thread never sleeps longer than this in one go (it re-checks, then sleeps again)
 BUSY_RETRY = 0.5  # another process holds the outbox: look again after this long
 MIN_WAIT = 0.01  # never spin, whatever the settings say
+ERROR_BACKOFF = 0.1  # an unexpected error in the thread: wait this long, doubling per error in a row ...
+ERROR_BACKOFF_MAX = 30.0  # ... up to this
+RETRY_AFTER_MAX = 3600.0  # a longer Retry-After counts as this (or backoff_max, if longer)
+WALL_MAX = 10 * 365 * 86400.0  # the furthest ahead a wall-clock time in the status may be
 
 IDLE = "idle"
 SENDING = "sending"
@@ -77,7 +88,17 @@ def held(entry: dict) -> bool:
 
 def _wall(seconds_from_now: float) -> str:
     """Wall-clock ISO time ``seconds_from_now`` ahead (for people and other processes)."""
-    return clk.to_iso(clk.utcnow() + timedelta(seconds=max(seconds_from_now, 0.0)))
+    seconds = min(max(seconds_from_now, 0.0), WALL_MAX) if math.isfinite(seconds_from_now) else WALL_MAX
+    return clk.to_iso(clk.utcnow() + timedelta(seconds=seconds))
+
+
+def _clamp_wait(wait: float | None) -> float:
+    """A sleep the thread can always take: None is the idle rescan; NaN, infinite or
+    huge values become :data:`MAX_WAIT` (``Event.wait`` raises OverflowError beyond
+    ``threading.TIMEOUT_MAX``, and returns at once for NaN)."""
+    if wait is None or not math.isfinite(wait):
+        return IDLE_RESCAN if wait is None else MAX_WAIT
+    return min(max(wait, 0.0), MAX_WAIT)
 
 
 class Sender:
@@ -200,26 +221,48 @@ class Sender:
 
     def _run(self) -> None:
         log.debug("sender started")
-        failures = 0
+        failures = 0  # turns in a row that raised (the streak ends with a whole turn, sleep included)
+        announced = False  # the end of the streak was logged
         while not self._stop.is_set():
+            # The whole turn, sleep included, is guarded: an error anywhere (the store,
+            # a bug, a wait the platform refuses) must never end delivery while taps go on.
             try:
                 wait = self._step()
-                failures = 0
-            except Exception as exc:  # a store or programming error must not end delivery for good
+                if failures and not announced:
+                    announced = True
+                    log.info("sender working again after %d failed turn%s", failures, "s" if failures > 1 else "")
+                if self._stop.is_set():
+                    break
+                if self._wake.wait(_clamp_wait(wait)):
+                    self._wake.clear()
+                failures, announced = 0, False
+            except Exception as exc:
                 failures += 1
-                wait = self._backoff(failures)
-                if failures == 1:
-                    log.exception("sender error (retrying): %s", exc)
-                self._set_error(f"internal error: {exc.__class__.__name__}: {exc}")
-            if self._stop.is_set():
-                break
-            if self._wake.wait(IDLE_RESCAN if wait is None else max(wait, 0.0)):
-                self._wake.clear()
+                self._turn_failed(exc, failures)
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing the HTTP session failed", exc_info=True)
         log.debug("sender stopped")
+
+    def _turn_failed(self, exc: Exception, failures: int) -> None:
+        """Log the first error of a streak (with its traceback), record it, and back off (capped)."""
+        try:
+            if failures == 1:
+                log.error("sender error, retrying until it goes away: %s: %s", exc.__class__.__name__, exc,
+                          exc_info=exc)
+            self._set_error(f"internal error: {exc.__class__.__name__}: {exc}")
+        except Exception:  # never let the error path end the thread either
+            pass
+        delay = min(ERROR_BACKOFF_MAX, ERROR_BACKOFF * 2.0 ** min(failures - 1, 30))
+        try:
+            if self._wake.wait(delay):  # stop(), wake() or update_api() end the pause
+                self._wake.clear()
+        except Exception:
+            time.sleep(delay)
 
     def _step(self) -> float | None:
         """One turn of the state machine; returns how long to sleep (None: until woken)."""
@@ -575,8 +618,8 @@ class Sender:
             self._global_n += 1
             self._streak, self._streak_net = 0, True
             wait = self._backoff(self._global_n)
-            if at_least is not None:
-                wait = max(wait, at_least)
+            if at_least is not None:  # a Retry-After: a minimum, within reason
+                wait = max(wait, min(at_least, max(self._api.backoff_max, RETRY_AFTER_MAX)))
             self._until = now + wait
         self._set_error(message)
         self._publish(BACKING_OFF, wait=wait, error=message, problem=True)

@@ -34,6 +34,7 @@ import email.utils
 import enum
 import http.client
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -388,7 +389,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if not math.isfinite(seconds):  # "nan", "inf", "1e999": not a delay
         return None
     return max(0.0, seconds)
 

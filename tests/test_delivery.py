@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,7 +30,18 @@ from kiosk.clock import Stamp
 from kiosk.config import ApiSettings
 from kiosk.emulator import Emulator
 from kiosk.rules import Kind, Outcome
-from kiosk.sender import AUTH, BACKING_OFF, IDLE, INFLIGHT, OFFLINE, Sender, SenderError
+from kiosk.sender import (
+    AUTH,
+    BACKING_OFF,
+    IDLE,
+    IDLE_RESCAN,
+    INFLIGHT,
+    MAX_WAIT,
+    OFFLINE,
+    Sender,
+    SenderError,
+    _clamp_wait,
+)
 from kiosk.store import Store
 from kiosk.timetrack import Outcome as Result
 from kiosk.timetrack import TimeTrackClient
@@ -204,6 +216,81 @@ def test_settle_time_is_api_settle_seconds_unless_the_constructor_overrides_it(s
     assert Sender(store, replace(api, settle_seconds=10.0)).flush()["delivered"] == 1
     assert emu.stats()["by_method"] == {"GET": 2, "POST": 2}  # each one looked up before its POST
     assert len(emu.entries()) == 2
+
+
+# ---------------------------------------------------------------- the thread never dies
+
+
+def test_store_errors_in_the_thread_are_logged_once_and_delivery_goes_on(store, emu, senders, caplog,
+                                                                         monkeypatch):
+    caplog.set_level(logging.INFO, logger="kiosk.sender")
+    queue(store, 3)
+    real, failures = store.outbox, []
+
+    def outbox(*args, **kw):
+        if len(failures) < 3:  # three turns in a row fail
+            failures.append(1)
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(store, "outbox", outbox)
+    run_until_empty(senders(store, api_for(emu.url)), store, timeout=10)
+    assert len(failures) == 3 and len(emu.entries()) == 3
+    errors = [r for r in caplog.records if r.name == "kiosk.sender" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "disk I/O error" in errors[0].getMessage()  # once per streak
+    assert errors[0].exc_info is not None  # with its traceback
+    assert wait_for(lambda: any("working again after 3 failed turns" in r.getMessage() for r in caplog.records))
+    assert "internal error: OperationalError" in store.status_value("last_error")["message"]
+
+
+class _RefusingEvent(threading.Event):
+    """An Event whose first wait fails the way the platform refuses an impossible timeout."""
+
+    def __init__(self):
+        super().__init__()
+        self.refusals = 1
+
+    def wait(self, timeout=None):
+        if self.refusals:
+            self.refusals -= 1
+            raise OverflowError("timestamp out of range for platform time_t")
+        return super().wait(timeout)
+
+
+def test_an_error_while_sleeping_does_not_end_delivery(store, emu, senders):
+    sender = senders(store, api_for(emu.url))
+    sender._wake = _RefusingEvent()
+    sender.start()
+    assert wait_for(lambda: sender._wake.refusals == 0), "the failed sleep"
+    queue(store, 2)
+    sender.wake()
+    assert wait_for(lambda: store.outbox_count() == 0, 10), "delivery after the failed sleep"
+    assert len(emu.entries()) == 2 and sender._thread.is_alive()
+    assert "OverflowError" in sender.status["last_error"]["message"]
+
+
+def test_a_huge_retry_after_neither_kills_the_thread_nor_pauses_it_forever(store, emu, senders):
+    queue(store, 2)
+    # Beyond threading.TIMEOUT_MAX: Event.wait(1e11) raises OverflowError.
+    emu.set_faults(rate_limit=1.0, retry_after=10**11, max_faults=1)
+    api = api_for(emu.url)
+    sender = senders(store, api)
+    sender.start()
+    assert wait_for(lambda: sender.status["state"] == BACKING_OFF), "backing off"
+    ahead = clock.from_iso(sender.status["next_attempt"]) - clock.utcnow()
+    assert timedelta(minutes=59) < ahead <= timedelta(hours=1)  # capped at RETRY_AFTER_MAX
+    assert not wait_for(lambda: not sender._thread.is_alive(), timeout=0.5), "the thread died"
+    sender.update_api(api)  # e.g. SIGHUP: resume now
+    assert wait_for(lambda: store.outbox_count() == 0, 10), "delivery after update_api"
+    assert len(emu.entries()) == 2
+
+
+@pytest.mark.parametrize("wait,expected", [
+    (None, IDLE_RESCAN), (0.5, 0.5), (-3.0, 0.0), (1e11, MAX_WAIT), (float("inf"), MAX_WAIT),
+    (float("nan"), MAX_WAIT),
+])
+def test_thread_waits_are_clamped(wait, expected):
+    assert _clamp_wait(wait) == expected
 
 
 # ---------------------------------------------------------------- every fault mode

@@ -263,6 +263,8 @@ def test_retry_after_forms():
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0
+    for text in ("nan", "inf", "-inf", "1e999", "Infinity"):  # no delay a sleep could take
+        assert parse_retry_after(text) is None
 
 
 # ---------------------------------------------------------------- find and ping
