@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 KIOSK = [sys.executable, "-m", "kiosk"]
+TAP_GAP = 0.005  # seconds between scripted taps
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:
@@ -93,8 +94,15 @@ class Daemon:
         self._buf = b""
         self._stderr: str | None = None
         self._err = b""
+        self._last_tap = 0.0
 
     def tap(self, badge: str) -> None:
+        # Pace taps like a person would, at least TAP_GAP apart: with min_session_seconds = 0
+        # two taps within the API's millisecond would rightly be "too soon".
+        wait = self._last_tap + TAP_GAP - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_tap = time.monotonic()
         self.proc.stdin.write(badge.encode() + b"\n")
         self.proc.stdin.flush()
 

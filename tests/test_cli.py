@@ -4,6 +4,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 import requests
@@ -116,10 +117,14 @@ def test_emulator_command_needs_a_secret_and_valid_faults():
 
 
 def test_demo_runs_end_to_end_on_piped_input():
-    result = subprocess.run([*KIOSK, "demo", "--min-session", "0", "--debounce", "0"], input="04A1B2C3\n04D5E6F7A8B9C0\n04A1B2C3\n",
-                            capture_output=True, text=True, env=clean_env(), timeout=60)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    proc = subprocess.Popen([*KIOSK, "demo", "--min-session", "0", "--debounce", "0"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    for badge in ("04A1B2C3", "04D5E6F7A8B9C0", "04A1B2C3"):
+        time.sleep(0.005)  # a person's pace: sessions longer than the API's millisecond
+        proc.stdin.write(badge + "\n")
+        proc.stdin.flush()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
     assert "IN  anna" in out and "IN  ben" in out and "OUT anna" in out
     assert "TimeTrack received entry #1: anna" in out
     assert "1 entry delivered to the emulator." in out

@@ -135,7 +135,9 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
         with os.fdopen(read_end) as stream:
             run = Running(Daemon(settings, reader=StdinReader(stream), tick=0.05))
             before = clock.utcnow()
-            os.write(write_end, b"04A1B2C3\n04A1B2C3\n")
+            os.write(write_end, b"04A1B2C3\n")
+            time.sleep(0.005)  # a session longer than the API's millisecond
+            os.write(write_end, b"04A1B2C3\n")
             with Store(settings.store_path, create=False) as store:
                 assert wait_for(lambda: store.outbox_count() == 1)
                 [entry] = store.outbox()
@@ -208,10 +210,16 @@ def test_taps_never_wait_for_a_post_in_flight(tmp_path):
         read_end, write_end = os.pipe()
         with os.fdopen(read_end) as stream:
             run = Running(Daemon(settings, reader=StdinReader(stream), feedback=ConsoleFeedback(out), tick=0.05))
-            os.write(write_end, b"04A1B2C3\n04A1B2C3\n")
+            def tap(badge: bytes) -> None:
+                time.sleep(0.005)  # a person's pace: sessions longer than the API's millisecond
+                os.write(write_end, badge + b"\n")
+
+            tap(b"04A1B2C3")
+            tap(b"04A1B2C3")
             assert api.got_request.wait(20)  # the sender is now blocked inside the first POST
-            os.write(write_end, b"04D5E6F7\n04D5E6F7\n04A1B2C3\n04A1B2C3\n")
-            assert wait_for(lambda: out.getvalue().count("OUT ") == 3)
+            for badge in (b"04D5E6F7", b"04D5E6F7", b"04A1B2C3", b"04A1B2C3"):
+                tap(badge)
+            assert wait_for(lambda: out.getvalue().count("OUT ") == 3), out.getvalue()
             assert not api.release.is_set() and api.requests == 1  # ...and still is: no tap waited for it
             with Store(settings.store_path, create=False) as store:
                 assert store.outbox_count() == 3
