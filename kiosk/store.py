@@ -88,6 +88,24 @@ class Store:
         except Exception as exc:  # sqlite3 errors arrive wrapped in many shapes
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
         self._check_schema()
+        self._match_owner()
+
+    def _match_owner(self) -> None:
+        """Run as root on the daemon's store, give the files SQLite just made (-wal, -shm) back
+        to the store's owner: root-owned WAL files would lock the daemon out."""
+        if os.geteuid() != 0:
+            return
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        if st.st_uid == 0:
+            return
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.chown(f"{self.path}{suffix}", st.st_uid, st.st_gid)
+            except OSError:
+                pass  # not there (yet), or not ours to change
 
     # ------------------------------------------------------------ plumbing
 

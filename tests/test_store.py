@@ -318,3 +318,17 @@ def test_unsynced_clock_out_before_the_synced_clock_in_is_kept_then_corrected(st
     second = store.record(out, wrong)
     assert store.fix_unsynced(lambda info: T0) == {"fixed": 0, "flagged": 1}
     assert store.outbox_entry(second) is None and "end before they start" in store.flagged()[-1]["reason"]
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to own files as another user")
+def test_root_gives_new_wal_files_back_to_the_stores_owner(tmp_path):
+    import os
+
+    path = tmp_path / "kiosk.sqlite"
+    Store(path).close()
+    for p in tmp_path.iterdir():
+        os.chown(p, 4242, 4242)  # as if the daemon's user made them
+    with Store(path) as store:  # root runs an admin command
+        store.add_badge("04A1B2C3", "anna")
+        owners = {p.name: p.stat().st_uid for p in tmp_path.iterdir()}
+    assert owners["kiosk.sqlite-wal"] == 4242 and owners["kiosk.sqlite-shm"] == 4242
