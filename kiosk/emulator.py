@@ -262,9 +262,16 @@ _UPDATABLE = ("from", "to", "manual", *_ALIASES, *_COORDINATES, *_READ_ONLY)
 _CREATABLE = ("username", "user", *_UPDATABLE)
 
 
-def _public(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored record as the API answers it, with the documented field names."""
-    start, end = _parse_timestamp(record["from"], "from"), _parse_timestamp(record["to"], "to")
+def _span(record: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """A stored record's (from, to), parsed."""
+    return _parse_timestamp(record["from"], "from"), _parse_timestamp(record["to"], "to")
+
+
+def _public(record: Mapping[str, Any], span: tuple[datetime, datetime] | None = None) -> dict[str, Any]:
+    """A stored record as the API answers it, with the documented field names.
+
+    ``span``: the record's parsed (from, to), if known (the emulator keeps them)."""
+    start, end = span if span is not None else _span(record)
     minutes = int((end - start).total_seconds() // 60)
     return {
         "ID": record["ID"],
@@ -637,7 +644,9 @@ class Emulator:
     port again so that clients configured with :attr:`url` keep working (a
     server restart). With ``data_path`` every acknowledged change is on disk
     (temp file, fsync, rename) before the answer is sent, and the file is read
-    again at each start. ``users``, when given, is the account's user list:
+    again at each start. In memory a change costs O(1); a list is one pass over the
+    records in ID order, with their parsed times kept alongside (no parsing,
+    answers built for the requested page only). ``users``, when given, is the account's user list:
     creates for anyone else are refused (a permanent rejection).
     ``on_create(entry)`` is called from the handler thread with each new entry;
     its exceptions are logged, never sent to the client.
@@ -666,7 +675,11 @@ class Emulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        # Stored records by ID, in ID order (IDs only grow; an update keeps the place),
+        # with their parsed (from, to) and their JSON text (one line of the data file).
         self._entries: dict[int, dict[str, Any]] = {}
+        self._spans: dict[int, tuple[datetime, datetime]] = {}
+        self._lines: dict[int, str] = {}
         self._next_id = 1
         self._credentials = ("", "")
         self.set_credentials(key, secret)
@@ -732,7 +745,9 @@ class Emulator:
 
     def __repr__(self) -> str:
         where = self.url if self.port else "not started"
-        return f"<Emulator {where} entries={len(self.entries())}>"
+        with self._lock:
+            live = sum(not r["deleted"] for r in self._entries.values())
+        return f"<Emulator {where} entries={live}>"
 
     # -- settings
 
@@ -768,8 +783,9 @@ class Emulator:
     def entries(self, include_deleted: bool = False) -> list[dict[str, Any]]:
         """A copy of the stored entries in API form, plus a ``deleted`` flag, by ID."""
         with self._lock:
-            records = sorted(self._entries.values(), key=lambda r: r["ID"])
-            return [{**_public(r), "deleted": r["deleted"]} for r in records if include_deleted or not r["deleted"]]
+            spans = self._spans
+            return [{**_public(r, spans[i]), "deleted": r["deleted"]} for i, r in self._entries.items()
+                    if include_deleted or not r["deleted"]]
 
     def stats(self) -> dict[str, Any]:
         """Counts of API requests (admin requests excluded); status "dropped" means no answer."""
@@ -787,7 +803,13 @@ class Emulator:
     def reset(self) -> None:
         """Forget every entry (on disk too) and the statistics; faults stay as set."""
         with self._lock:
-            self._commit({}, 1)
+            if self.data_path is not None:
+                try:
+                    self._write((), 1)
+                except OSError as e:
+                    log.error("cannot write %s: %s", self.data_path, e)
+                    raise
+            self._entries, self._spans, self._lines, self._next_id = {}, {}, {}, 1
             self._reset_stats()
 
     # -- internals used by the handler
@@ -847,15 +869,23 @@ class Emulator:
         end = _parse_timestamp(params["to"], "to") if "to" in params else None
         page = _int_param(params, "page_number", 0, 0)
         limit = _int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        with self._lock:
-            rows = [
-                _public(r) for r in sorted(self._entries.values(), key=lambda r: r["ID"])
-                if not r["deleted"]
-                and (user is None or r["user"] == user)
-                and (start is None or _parse_timestamp(r["from"], "from") >= start)
-                and (end is None or _parse_timestamp(r["to"], "to") <= end)
-            ]
-        return rows[page * limit:(page + 1) * limit]
+        skip = page * limit
+        rows: list[dict[str, Any]] = []
+        with self._lock:  # one pass in ID order, no parsing; answers built for the page only
+            spans = self._spans
+            for entry_id, r in self._entries.items():
+                if r["deleted"] or (user is not None and r["user"] != user):
+                    continue
+                span = spans[entry_id]
+                if (start is not None and span[0] < start) or (end is not None and span[1] > end):
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                rows.append(_public(r, span))
+                if len(rows) == limit:
+                    break
+        return rows
 
     def _live(self, entry_id: int) -> dict[str, Any]:
         record = self._entries.get(entry_id)
@@ -867,7 +897,7 @@ class Emulator:
 
     def _read(self, entry_id: int) -> dict[str, Any]:
         with self._lock:
-            return _public(self._live(entry_id))
+            return _public(self._live(entry_id), self._spans[entry_id])
 
     def _create(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -889,9 +919,9 @@ class Emulator:
         _apply_fields(record, body, _CREATABLE)
         with self._lock:
             record["ID"] = self._next_id
-            self._commit({**self._entries, record["ID"]: record}, self._next_id + 1)
+            self._commit(record, self._next_id + 1)
             self._creates += 1
-            entry = _public(record)
+            entry = _public(record, self._spans[record["ID"]])
         log.info("created attendance %s for %s", entry["ID"], entry["user"])
         if self.on_create is not None:
             try:
@@ -907,38 +937,55 @@ class Emulator:
             if name in body:
                 raise _bad_request(f"{name} cannot be changed: delete the entry and create a new one")
         with self._lock:
-            record = dict(self._live(entry_id))
+            record = dict(self._live(entry_id))  # a copy: the stored one changes only once durable
             _apply_fields(record, body, _UPDATABLE)
-            self._commit({**self._entries, entry_id: record}, self._next_id)
-            return _public(record)
+            self._commit(record, self._next_id)
+            return _public(record, self._spans[entry_id])
 
     def _delete(self, entry_id: int) -> dict[str, Any]:
         with self._lock:
             record = {**self._live(entry_id), "deleted": True}
-            self._commit({**self._entries, entry_id: record}, self._next_id)
-            return _public(record)
+            self._commit(record, self._next_id)
+            return _public(record, self._spans[entry_id])
 
     # -- persistence
 
-    def _commit(self, entries: dict[int, dict[str, Any]], next_id: int) -> None:
-        """Make a new state durable, then current: on OSError nothing changed."""
+    def _commit(self, record: dict[str, Any], next_id: int) -> None:
+        """Make one new or changed record durable, then current: on OSError nothing changed.
+
+        O(1) in memory (amortised); with a data file, the file is rewritten whole
+        (atomically: temp file, fsync, rename) from the records' cached JSON lines.
+        """
+        entry_id = record["ID"]
+        line = json.dumps(record)
         if self.data_path is not None:
             try:
-                self._write(entries, next_id)
+                self._write(self._file_lines(entry_id, line), next_id)
             except OSError as e:
                 log.error("cannot write %s: %s", self.data_path, e)
                 raise
-        self._entries, self._next_id = entries, next_id
+        self._entries[entry_id] = record  # a new ID is the highest: ID order is kept
+        self._spans[entry_id] = _span(record)
+        self._lines[entry_id] = line
+        self._next_id = next_id
 
-    def _write(self, entries: dict[int, dict[str, Any]], next_id: int) -> None:
+    def _file_lines(self, entry_id: int, line: str) -> Iterable[str]:
+        """The data file's entry lines with ``entry_id``'s line new or replaced."""
+        lines = self._lines
+        yield from (line if i == entry_id else text for i, text in lines.items())
+        if entry_id not in lines:
+            yield line
+
+    def _write(self, lines: Iterable[str], next_id: int) -> None:
+        """Replace the data file atomically: one entry per line, the whole a JSON object."""
         path = self.data_path
         assert path is not None
-        data = {"format": DATA_FORMAT, "next_id": next_id,
-                "entries": [entries[k] for k in sorted(entries)]}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1)
+                f.write(f'{{"format": {json.dumps(DATA_FORMAT)}, "next_id": {int(next_id)}, "entries": [\n')
+                f.write(",\n".join(lines))
+                f.write("\n]}\n")
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
@@ -963,7 +1010,7 @@ class Emulator:
             except OSError:
                 pass
         if not path.exists():
-            self._entries, self._next_id = {}, 1
+            self._entries, self._spans, self._lines, self._next_id = {}, {}, {}, 1
             return
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -978,7 +1025,10 @@ class Emulator:
             next_id = max([int(data["next_id"]), *(k + 1 for k in entries)])
         except (OSError, ValueError, KeyError, TypeError, _ApiError) as e:
             raise ValueError(f"{path}: cannot load emulator data: {e}") from e
-        self._entries, self._next_id = entries, next_id
+        self._entries = {i: entries[i] for i in sorted(entries)}
+        self._spans = {i: _span(r) for i, r in self._entries.items()}
+        self._lines = {i: json.dumps(r) for i, r in self._entries.items()}
+        self._next_id = next_id
         log.info("loaded %d entries from %s", len(entries), path)
 
 

@@ -358,6 +358,54 @@ def test_unreadable_data_file_is_a_clear_error(tmp_path):
         Emulator(key=KEY, secret=SECRET, data_path=path).start()
 
 
+def _stored(ident=1, **changes) -> dict:
+    return {"ID": ident, "user": "anna", "from": "2020-10-17T10:00:00.000Z", "to": "2020-10-17T14:00:00.000Z",
+            "notes": "", "manual": True, "breakMinutes": 0, "latitudeStart": None, "longitudeStart": None,
+            "latitudeEnd": None, "longitudeEnd": None, "deleted": False, **changes}
+
+
+def _data(entries, next_id=2, **extra) -> dict:
+    return {"format": "kiosk-emulator/1", "next_id": next_id, "entries": entries, **extra}
+
+
+def test_data_file_keeps_id_order_updates_and_resets(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(_data([_stored(7), _stored(3, user="ben")], next_id=5)))
+    with Emulator(key=KEY, secret=SECRET, data_path=path) as emulator:
+        api = Api(emulator)
+        assert [e["ID"] for e in api("GET").json()] == [3, 7]
+        assert api.create()["ID"] == 8  # above every ID, whatever next_id said
+        assert api("PUT", "/attendances/3", json={"notes": "fixed"}).status_code == 200
+        api("DELETE", "/attendances/7")
+        before = emulator.entries(include_deleted=True)
+        data = json.loads(path.read_text())
+        assert data["next_id"] == 9 and [r["ID"] for r in data["entries"]] == [3, 7, 8]
+        assert len(path.read_text().splitlines()) == 5  # one line per entry, between two lines
+    with Emulator(key=KEY, secret=SECRET, data_path=path) as emulator:
+        assert emulator.entries(include_deleted=True) == before
+        assert [(e["ID"], e["notes"], e["deleted"]) for e in before] == [(3, "fixed", False), (7, "", True),
+                                                                         (8, "", False)]
+        emulator.reset()
+        assert json.loads(path.read_text()) == _data([], next_id=1)
+    with Emulator(key=KEY, secret=SECRET, data_path=path) as emulator:
+        assert emulator.entries(include_deleted=True) == [] and Api(emulator).create()["ID"] == 1
+
+
+def test_filters_and_paging_over_many_entries(api, emu):
+    for day in range(1, 31):
+        for user in ("anna", "ben"):
+            api.create(username=user, **{"from": f"2020-11-{day:02d}T08:00:00Z", "to": f"2020-11-{day:02d}T16:30:00Z"})
+    params = {"username": "ben", "from": "2020-11-10T00:00:00Z", "to": "2020-11-20T00:00:00Z", "limit": 4}
+    pages = [api("GET", params={**params, "page_number": n}).json() for n in range(4)]
+    assert [len(p) for p in pages] == [4, 4, 2, 0]
+    rows = [r for p in pages for r in p]
+    assert [r["from"][:10] for r in rows] == [f"2020-11-{d:02d}" for d in range(10, 20)]
+    assert {r["user"] for r in rows} == {"ben"} and all(r["workedMinutes"] == 510 for r in rows)
+    assert [r["ID"] for r in rows] == sorted(r["ID"] for r in rows)
+    api("DELETE", f"/attendances/{rows[0]['ID']}")
+    assert api("GET", params={**params, "limit": 1}).json() == [rows[1]]
+
+
 def _spawn(path, port=0):
     code = ("import sys; from kiosk.emulator import serve; "
             f"serve('127.0.0.1', {port}, key={KEY!r}, secret={SECRET!r}, data_path={str(path)!r})")
