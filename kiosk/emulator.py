@@ -644,7 +644,9 @@ class Emulator:
     port again so that clients configured with :attr:`url` keep working (a
     server restart). With ``data_path`` every acknowledged change is on disk
     (temp file, fsync, rename) before the answer is sent, and the file is read
-    again at each start. In memory a change costs O(1); a list is one pass over the
+    again at each start; ``start()`` raises ValueError, and serves nothing, when
+    that file is not an emulator data file or its directory is missing or not
+    writable. In memory a change costs O(1); a list is one pass over the
     records in ID order, with their parsed times kept alongside (no parsing,
     answers built for the requested page only). ``users``, when given, is the account's user list:
     creates for anyone else are refused (a permanent rejection).
@@ -694,6 +696,7 @@ class Emulator:
             if self._server is not None:
                 raise RuntimeError("emulator already started")
             if self.data_path is not None:
+                self._check_data_dir()
                 self._load()
             self._stopping.clear()
             server = _Server((self.host, self.port), self)
@@ -1001,6 +1004,24 @@ class Emulator:
         finally:
             os.close(dir_fd)
 
+    def _check_data_dir(self) -> None:
+        """Fail at start, not with a 500 on every change, when the data file cannot be written."""
+        path = self.data_path
+        assert path is not None
+        folder = path.parent
+        if not folder.is_dir():
+            what = "is not a directory" if folder.exists() else "does not exist"
+            raise ValueError(f"{path}: cannot keep emulator data there: the directory {folder} {what}")
+        if path.is_dir():
+            raise ValueError(f"{path}: cannot keep emulator data there: it is a directory")
+        try:  # what every change does: a temp file next to the data file
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise ValueError(f"{path}: cannot keep emulator data there: cannot write in {folder} "
+                             f"({e.strerror or e})") from None
+
     def _load(self) -> None:
         path = self.data_path
         assert path is not None
@@ -1013,23 +1034,71 @@ class Emulator:
             self._entries, self._spans, self._lines, self._next_id = {}, {}, {}, 1
             return
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or data.get("format") != DATA_FORMAT:
-                raise ValueError(f"not an emulator data file (expected format {DATA_FORMAT!r})")
-            entries = {}
-            for record in data["entries"]:
-                _public(record)  # validates the fields the API needs
-                if not isinstance(record["deleted"], bool):
-                    raise ValueError(f"entry {record['ID']}: deleted must be true or false")
-                entries[int(record["ID"])] = record
-            next_id = max([int(data["next_id"]), *(k + 1 for k in entries)])
-        except (OSError, ValueError, KeyError, TypeError, _ApiError) as e:
-            raise ValueError(f"{path}: cannot load emulator data: {e}") from e
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not an emulator data file (not UTF-8 text)") from None
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read emulator data ({e.strerror or e})") from None
+        try:
+            entries, next_id = _parse_data(text)
+        except ValueError as e:
+            raise ValueError(f"{path}: not an emulator data file ({e})") from None
         self._entries = {i: entries[i] for i in sorted(entries)}
         self._spans = {i: _span(r) for i, r in self._entries.items()}
         self._lines = {i: json.dumps(r) for i, r in self._entries.items()}
         self._next_id = next_id
         log.info("loaded %d entries from %s", len(entries), path)
+
+
+def _parse_data(text: str) -> tuple[dict[int, dict[str, Any]], int]:
+    """Entries by ID and the next ID from a data file's text; ValueError saying what is wrong."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != DATA_FORMAT:
+        raise ValueError(f'expected a JSON object with "format": "{DATA_FORMAT}"')
+    next_id, rows = data.get("next_id"), data.get("entries")
+    if isinstance(next_id, bool) or not isinstance(next_id, int) or next_id < 1:
+        raise ValueError(f"next_id: expected a whole number, 1 or more, got {next_id!r}")
+    if not isinstance(rows, list):
+        raise ValueError(f"entries: expected a list, got {type(rows).__name__}")
+    entries: dict[int, dict[str, Any]] = {}
+    for n, record in enumerate(rows):
+        where = f"entries[{n}]"
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected an object, got {type(record).__name__}")
+        missing = [k for k in _STORED if k not in record]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        ident = record["ID"]
+        if isinstance(ident, bool) or not isinstance(ident, int) or ident < 1:
+            raise ValueError(f"{where}: ID must be a whole number, 1 or more, got {ident!r}")
+        if ident in entries:
+            raise ValueError(f"{where}: ID {ident} appears twice")
+        try:
+            _check_stored(record)
+        except (_ApiError, ValueError, TypeError) as e:
+            raise ValueError(f"entry {ident}: {e}") from None
+        entries[ident] = record
+    return entries, max([next_id, *(k + 1 for k in entries)])
+
+
+# The stored form of a record: the fields every entry of a data file has.
+_STORED = ("ID", "user", "from", "to", "notes", "manual", "breakMinutes", *_COORDINATES, "deleted")
+
+
+def _check_stored(record: Mapping[str, Any]) -> None:
+    """The checks a create applies, on a stored record; raises _ApiError or ValueError."""
+    if not isinstance(record["user"], str) or not record["user"].strip():
+        raise ValueError(f"user: expected a non-empty text, got {record['user']!r}")
+    for name in ("deleted", "manual"):
+        if not isinstance(record[name], bool):
+            raise ValueError(f"{name}: expected true or false, got {record[name]!r}")
+    if not isinstance(record["notes"], str):
+        raise ValueError(f"notes: expected text, got {record['notes']!r}")
+    # Timestamps, to after from, the break and the coordinates: on a copy, like an update.
+    _apply_fields({**record}, {k: record[k] for k in ("from", "to", "breakMinutes", *_COORDINATES)}, _UPDATABLE)
 
 
 # --------------------------------------------------------------------------

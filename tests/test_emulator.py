@@ -14,7 +14,7 @@ import pytest
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from kiosk.emulator import CODE_DELETED, Emulator, Faults
+from kiosk.emulator import CODE_DELETED, Emulator, Faults, serve
 
 KEY, SECRET = "test-key", "s3cret-Value-42"
 AUTH = {"X-TimeTrack-Api-Key": KEY, "X-TimeTrack-Api-Secret": SECRET}
@@ -354,7 +354,7 @@ def test_a_change_that_cannot_be_stored_is_500_and_changes_nothing(tmp_path):
 def test_unreadable_data_file_is_a_clear_error(tmp_path):
     path = tmp_path / "data.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="data.json"):
+    with pytest.raises(ValueError, match=r"data.json: not an emulator data file \(invalid JSON: "):
         Emulator(key=KEY, secret=SECRET, data_path=path).start()
 
 
@@ -366,6 +366,77 @@ def _stored(ident=1, **changes) -> dict:
 
 def _data(entries, next_id=2, **extra) -> dict:
     return {"format": "kiosk-emulator/1", "next_id": next_id, "entries": entries, **extra}
+
+
+@pytest.mark.parametrize("content,words", [
+    ([], "JSON object"),
+    ({"entries": []}, "format"),
+    ({"format": "kiosk-emulator/2", "next_id": 1, "entries": []}, "format"),
+    (_data({}), "entries: expected a list"),
+    (_data([], next_id="2"), "next_id"),
+    (_data([1]), r"entries\[0\]: expected an object"),
+    (_data([{"ID": 1, "user": "anna"}]), r"entries\[0\]: missing from, to"),
+    (_data([_stored(ID="1")]), "ID must be a whole number"),
+    (_data([_stored(), _stored()]), "ID 1 appears twice"),
+    (_data([_stored(deleted="no")]), "entry 1: deleted"),
+    (_data([_stored(**{"from": "yesterday"})]), "entry 1: from"),
+    (_data([_stored(to="2020-10-17T09:00:00.000Z")]), "entry 1: to .* must be after from"),
+    (_data([_stored(breakMinutes=-5)]), "entry 1: breakMinutes"),
+    (_data([_stored(user=None)]), "entry 1: user"),
+])
+def test_a_data_file_of_the_wrong_shape_is_refused_at_start(tmp_path, content, words):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(content))
+    emulator = Emulator(key=KEY, secret=SECRET, data_path=path)
+    with pytest.raises(ValueError, match=r"data.json: not an emulator data file \(.*" + words):
+        emulator.start()
+    assert not emulator.running
+    assert json.loads(path.read_text()) == content  # left as it was
+
+
+def test_a_data_file_that_is_not_text_is_refused(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match="not an emulator data file .not UTF-8"):
+        Emulator(key=KEY, secret=SECRET, data_path=path).start()
+
+
+def test_a_data_path_whose_directory_is_missing_fails_at_start(tmp_path):
+    path = tmp_path / "no-such-dir" / "data.json"
+    emulator = Emulator(key=KEY, secret=SECRET, data_path=path)
+    with pytest.raises(ValueError, match="no-such-dir does not exist"):
+        emulator.start()
+    assert not emulator.running and not path.parent.exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is not a directory"):
+        Emulator(key=KEY, secret=SECRET, data_path=tmp_path / "file" / "data.json").start()
+    with pytest.raises(ValueError, match="it is a directory"):
+        Emulator(key=KEY, secret=SECRET, data_path=tmp_path).start()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_data_path_in_a_read_only_directory_fails_at_start(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    try:
+        with pytest.raises(ValueError, match="cannot write in"):
+            Emulator(key=KEY, secret=SECRET, data_path=folder / "data.json").start()
+    finally:
+        folder.chmod(0o700)
+
+
+def test_serve_fails_at_start_on_a_bad_data_path_without_serving(tmp_path):
+    """What `kiosk emulator --data` runs: a ValueError before the start line, signal handlers restored."""
+    lines = []
+    handler = signal.getsignal(signal.SIGTERM)
+    stop = threading.Timer(TIMEOUT, os.kill, (os.getpid(), signal.SIGTERM))  # if it serves after all
+    stop.start()
+    try:
+        with pytest.raises(ValueError, match="does not exist"):
+            serve("127.0.0.1", 0, key=KEY, secret=SECRET, data_path=tmp_path / "gone" / "d.json", echo=lines.append)
+    finally:
+        stop.cancel()
+    assert lines == [] and signal.getsignal(signal.SIGTERM) == handler
 
 
 def test_data_file_keeps_id_order_updates_and_resets(tmp_path):
