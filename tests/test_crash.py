@@ -6,6 +6,7 @@ recorded, but never half: the open clock-ins and the outbox always agree.
 """
 
 import random
+import time
 
 from kiosk import clock
 
@@ -39,6 +40,14 @@ def test_random_sigkill_loses_no_acknowledged_tap(tmp_path):
     expected_open: set[str] = set()
     expected_entries = {u: 0 for u in USERS.values()}
     acked = inflight_resolved = 0
+
+    def step(user):
+        """One tap of ``user`` in the model: clock-in, or clock-out queuing an entry."""
+        if user in expected_open:
+            expected_open.discard(user)
+            expected_entries[user] += 1
+        else:
+            expected_open.add(user)
     for _ in range(KILLS):
         daemon = Daemon(config)
         inflight = None
@@ -49,27 +58,18 @@ def test_random_sigkill_loses_no_acknowledged_tap(tmp_path):
                 # kill with this tap in flight, after a random short delay
                 inflight = USERS[uid]
                 if rng.random() < 0.5:
-                    __import__("time").sleep(rng.uniform(0, 0.05))
+                    time.sleep(rng.uniform(0, 0.05))
                 break
             line = daemon.line()
             user = USERS[uid]
             assert line.startswith("OUT " if user in expected_open else "IN  "), line
-            if user in expected_open:
-                expected_open.discard(user)
-                expected_entries[user] += 1
-            else:
-                expected_open.add(user)
+            step(user)
             acked += 1
         daemon.kill()
 
         open_users, per_user = snapshot(state / "kiosk.sqlite")
         if inflight is not None and (open_users != expected_open or per_user != expected_entries):
-            # the in-flight tap was committed before the kill: it must be exactly one whole step
-            if inflight in expected_open:
-                expected_open.discard(inflight)
-                expected_entries[inflight] += 1
-            else:
-                expected_open.add(inflight)
+            step(inflight)  # the in-flight tap was committed before the kill: exactly one whole step
             inflight_resolved += 1
         assert open_users == expected_open
         assert per_user == expected_entries
@@ -79,8 +79,6 @@ def test_random_sigkill_loses_no_acknowledged_tap(tmp_path):
 
 def test_random_sigkill_during_delivery_sends_every_entry_exactly_once(tmp_path):
     """Kills land while the daemon's sender is posting to a live (slowish) API."""
-    import time
-
     from kiosk.emulator import Emulator
 
     from .kioskproc import kiosk, kiosk_json, wait_for
