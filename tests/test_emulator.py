@@ -478,10 +478,10 @@ def test_filters_and_paging_over_many_entries(api, emu):
 
 
 def _spawn(path, port=0):
-    code = ("import sys; from kiosk.emulator import serve; "
-            f"serve('127.0.0.1', {port}, key={KEY!r}, secret={SECRET!r}, data_path={str(path)!r})")
+    code = ("import os; from kiosk.emulator import serve; "  # the secret via the environment, not argv
+            f"serve('127.0.0.1', {port}, key={KEY!r}, secret=os.environ['TEST_SECRET'], data_path={str(path)!r})")
     proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            env={**os.environ, "PYTHONPATH": os.getcwd(), "TEST_SECRET": SECRET})
     watchdog = threading.Timer(TIMEOUT, proc.kill)  # never hang the suite on a silent child
     watchdog.start()
     try:
