@@ -368,7 +368,7 @@ class Sender:
             return None
         if not flush and not self._problem:  # after trouble, "sending" waits for a first success
             self._publish(SENDING, queued=len(entries))
-        stop = False
+        stop = completed = False
         try:
             for start in range(0, len(due), BATCH):
                 batch = due[start:start + BATCH]
@@ -391,9 +391,17 @@ class Sender:
                 self._commit_marks()
                 if stop:
                     break
+            completed = True
         finally:
-            self._commit_marks()
-            self.store.set_status(INFLIGHT, {"ids": []})
+            if completed:
+                self.store.set_status(INFLIGHT, {"ids": []})
+            else:
+                # A failure mid-round (a store error): the in-flight record stays, so every entry
+                # of it is looked up before any re-send; confirmed deliveries are kept if possible.
+                try:
+                    self._commit_marks()
+                except Exception:
+                    log.debug("could not save confirmed deliveries yet; kept for the next round")
         return 0.0  # look again at once: new entries, or the next wait
 
     def _due_at(self, entry: dict, now: float) -> float:
@@ -576,7 +584,11 @@ class Sender:
         marks, self._marks = self._marks, []
         if not marks:
             return
-        self.store.mark_delivered_many(marks)  # one transaction (one fsync) for the lot
+        try:
+            self.store.mark_delivered_many(marks)  # one transaction (one fsync) for the lot
+        except Exception:
+            self._marks = marks + self._marks  # confirmed by the server: never forget them
+            raise
 
     # ------------------------------------------------------------ global states
 

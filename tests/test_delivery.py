@@ -42,7 +42,7 @@ from kiosk.sender import (
     SenderError,
     _clamp_wait,
 )
-from kiosk.store import Store
+from kiosk.store import Store, StoreError
 from kiosk.timetrack import Outcome as Result
 from kiosk.timetrack import TimeTrackClient
 
@@ -693,3 +693,21 @@ def test_the_secret_reaches_no_log_and_no_file(store, emu, senders, caplog, tmp_
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_a_store_error_while_saving_deliveries_never_sends_twice(store, emu, senders, monkeypatch):
+    """The server confirmed, then saving that failed: the entries must not be POSTed again."""
+    queue(store, 3)
+    real = store.mark_delivered_many
+    failures = []
+
+    def flaky(marks):
+        if not failures:
+            failures.append(marks)
+            raise StoreError("database is locked")
+        return real(marks)
+
+    monkeypatch.setattr(store, "mark_delivered_many", flaky)
+    run_until_empty(senders(store, api_for(emu.url)), store)
+    assert failures and emu.stats()["creates"] == 3 and len(emu.entries()) == 3
+    assert len(store.delivered()) == 3
