@@ -129,6 +129,9 @@ class Store:
             db.conn.select_one("BEGIN IMMEDIATE")
             try:
                 yield db
+                # sqlitedict queues writes without waiting for them: a round trip here surfaces
+                # any write that failed, so it is rolled back rather than half committed.
+                db.conn.select_one("SELECT 1")
                 # Not db.commit(): sqlitedict's worker thread dies when a COMMIT fails (disk
                 # full) and the caller would wait forever. A COMMIT statement reports its error.
                 db.conn.select_one("COMMIT")

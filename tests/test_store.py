@@ -332,3 +332,14 @@ def test_root_gives_new_wal_files_back_to_the_stores_owner(tmp_path):
         store.add_badge("04A1B2C3", "anna")
         owners = {p.name: p.stat().st_uid for p in tmp_path.iterdir()}
     assert owners["kiosk.sqlite-wal"] == 4242 and owners["kiosk.sqlite-shm"] == 4242
+
+
+def test_a_failing_write_rolls_back_the_whole_transaction(store):
+    """sqlitedict does not wait for writes: the failure must still undo the writes before it."""
+    with pytest.raises(StoreError):
+        with store.transaction() as db:
+            db["badge:0A0B0C0D"] = {"uid": "0A0B0C0D", "username": "ben"}
+            db.conn.execute("INSERT INTO no_such_table VALUES (1)")  # fails in the worker, later
+    assert store.badge("0A0B0C0D") is None
+    store.add_badge("0A0B0C0D", "ben")
+    assert store.badge("0A0B0C0D").username == "ben"
