@@ -94,6 +94,7 @@ T_LINK=$ROOT$LINK
 VENV=$T_PREFIX/.venv
 unit_tmp=""
 stage=""
+code_changed=0  # set to 1 when the installed code or unit changes
 cleanup() {
     rm -f "$T_CONF_DIR/.secret.$$" ${unit_tmp:+"$unit_tmp"}
     if [ -n "$stage" ]; then rm -rf "$stage"; fi
