@@ -151,6 +151,14 @@ NON_NEGATIVE = {
 }
 POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout", "kiosk.history_days"}
 SENSITIVE = {"api.secret"}  # never echoed in an error message
+# Upper bounds: far beyond any sensible value, well below what overflows a wait or a date.
+MAXIMUM = {
+    "kiosk.history_days": 36500.0, "api.connect_timeout": 3600.0, "api.read_timeout": 3600.0,
+    "api.backoff_initial": 86400.0, "api.backoff_max": 86400.0, "api.probe_interval": 3600.0,
+    "api.settle_seconds": 86400.0, "reader.poll_interval": 60.0, "reader.release_seconds": 60.0,
+    "rules.debounce_seconds": 3600.0, "rules.min_session_seconds": 7 * 86400.0,
+    "rules.max_session_hours": 31 * 24.0,
+}
 
 
 # ---------------------------------------------------------------- loading
@@ -256,6 +264,8 @@ def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
         raise ConfigError(path, dotted, f"must not be negative, not {value!r}")
     if dotted in POSITIVE and value <= 0:
         raise ConfigError(path, dotted, f"must be greater than 0, not {value!r}")
+    if dotted in MAXIMUM and value > MAXIMUM[dotted]:
+        raise ConfigError(path, dotted, f"must be at most {MAXIMUM[dotted]:g}, not {value!r}")
     if dotted == "kiosk.name" and not value.strip():
         raise ConfigError(path, dotted, "must not be empty")
     if dotted == "kiosk.state_dir" and not value:

@@ -55,7 +55,7 @@ class Daemon:
         self._kick = threading.Event()  # wakes the main loop
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
-        self._clock_lock = threading.Lock()
+        self._clock_lock = threading.RLock()
         self._busy_since: float | None = None  # a tap in progress since (monotonic)
         self._next_prune = 0.0
 
@@ -70,7 +70,11 @@ class Daemon:
             self._busy_since = None
 
     def _handle(self, raw: str) -> Outcome:
-        stamp = self.clock.stamp()
+        # The clock lock spans stamp to commit: a correction of unsynced stamps can't slip in between.
+        with self._clock_lock:
+            return self._handle_stamped(raw, self.clock.stamp())
+
+    def _handle_stamped(self, raw: str, stamp) -> Outcome:
         mono = time.monotonic()
         try:
             uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
@@ -84,7 +88,6 @@ class Daemon:
             badge = self.store.badge(uid)
             open_ = self.store.open_clock_in(badge.username) if badge else None
             last = self._last_seen.get(uid)
-            self._last_seen[uid] = mono
             comparable = open_ is None or (
                 (open_.synced and stamp.synced) or (not open_.synced and not stamp.synced and open_.boot == stamp.boot))
             outcome = decide(uid, badge, open_, None if last is None else mono - last, stamp.at, self.rules,
@@ -94,7 +97,10 @@ class Daemon:
             outcome = Outcome(Kind.ERROR, uid, stamp.at, message=f"store error: {exc}")
             self.feedback.show(outcome)
             return outcome
-        return self._commit(outcome, stamp)
+        outcome = self._commit(outcome, stamp)
+        if outcome.kind is not Kind.ERROR:  # a tap that was not recorded may be repeated at once
+            self._last_seen[uid] = mono
+        return outcome
 
     def _commit(self, outcome: Outcome, stamp) -> Outcome:
         name = self.settings.kiosk.name
@@ -202,7 +208,7 @@ class Daemon:
             self.reload()
         self._check_clock()
         now = time.monotonic()
-        if now >= self._next_prune:
+        if now >= self._next_prune and self.clock.synced():  # a clock far ahead must not prune
             self._next_prune = now + PRUNE_EVERY
             removed = self.store.prune(clock.utcnow() - timedelta(days=self.settings.kiosk.history_days))
             if removed:
@@ -213,7 +219,7 @@ class Daemon:
         with self._clock_lock:
             synced = self.clock.synced()
             if synced and self._was_synced is not True:
-                result = self.store.fix_unsynced(self.clock.correct)
+                result = self.store.fix_unsynced(self.clock.correct, self.rules.max_session_hours * 3600)
                 if result["fixed"] or result["flagged"]:
                     log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review",
                                 result)
@@ -273,7 +279,10 @@ class Daemon:
         log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
                  self.settings.reader.type, self.settings.feedback.type, self.store.path)
         try:
-            self._housekeeping()
+            try:
+                self._housekeeping()
+            except Exception:  # e.g. the store busy: the main loop tries again
+                log.exception("housekeeping failed")
             self.sender.start()
             reader_thread.start()
             service.notify("READY=1")

@@ -105,9 +105,12 @@ def decide(
     user = badge.username
     if open_clock_in is None:
         return Outcome(Kind.CLOCK_IN, uid, now, user)
-    if not comparable:
-        return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
     elapsed = (now - open_clock_in.since).total_seconds()
+    if not comparable:
+        # An unsynchronised clock restarts from the time fake-hwclock saved, never ahead of the
+        # truth: after a synced clock-in, ``elapsed`` is then a lower bound of the real one.
+        if not (open_clock_in.synced and elapsed > rules.max_session_hours * 3600):
+            return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
     if elapsed > rules.max_session_hours * 3600:
         # Never close a forgotten clock-in with an invented time: flag it, start afresh.
         return Outcome(

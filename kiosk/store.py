@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,8 +103,10 @@ class Store:
         if st.st_uid == 0:
             return
         for suffix in ("-wal", "-shm"):
+            name = f"{self.path}{suffix}"
             try:
-                os.chown(f"{self.path}{suffix}", st.st_uid, st.st_gid)
+                if stat.S_ISREG(os.lstat(name).st_mode):  # never follow a link planted in the state dir
+                    os.chown(name, st.st_uid, st.st_gid, follow_symlinks=False)
             except OSError:
                 pass  # not there (yet), or not ours to change
 
@@ -422,12 +425,14 @@ class Store:
     def status_value(self, name: str, default=None):
         return self._get(_key("status", name), default)
 
-    def fix_unsynced(self, correct) -> dict[str, int]:
+    def fix_unsynced(self, correct, max_session_seconds: float | None = None) -> dict[str, int]:
         """Replace stamps taken before the clock synchronised; call once it has.
 
         ``correct(info) -> datetime | None`` gives the true time of an unsynced
         stamp, or None when it cannot be known (the kiosk rebooted before the
-        clock synced): such a clock-in or entry is flagged for review instead.
+        clock synced): such a clock-in or entry is flagged for review instead, as is
+        an entry that turns out longer than ``max_session_seconds`` (a forgotten
+        clock-out: the tap that closed it was most likely meant as a clock-in).
         """
         fixed = flagged = 0
         with self.transaction() as db:
@@ -455,8 +460,13 @@ class Store:
                             reason = "clock was not synchronised at the tap; true times unknown"
                             break
                         new[end] = clock.to_iso(true)
-                if reason is None and clock.from_iso(new["to"]) <= clock.from_iso(new["from"]):
-                    reason = "corrected times end before they start"
+                if reason is None:
+                    length = (clock.from_iso(new["to"]) - clock.from_iso(new["from"])).total_seconds()
+                    if length < MIN_ENTRY_SECONDS:
+                        reason = "corrected times end before they start"
+                    elif max_session_seconds is not None and length > max_session_seconds:
+                        reason = (f"{length / 3600:.1f}h once the clock was corrected, longer than "
+                                  "max_session_hours: probably a forgotten clock-out; check this person's day")
                 if reason:
                     self._flag(db, key, entry, reason)
                     flagged += 1

@@ -208,3 +208,13 @@ def test_cli_run_with_bad_config_starts_nothing(write_config, env, tmp_path):
 def test_commands_needing_no_kiosk_need_no_config(env):
     env["KIOSK_CONFIG"] = "/nonexistent/kiosk.toml"
     assert run_kiosk(["demo", "--help"], env).returncode == 0
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("kiosk", "history_days", 1000000), ("api", "read_timeout", 1e12), ("reader", "poll_interval", 3601),
+])
+def test_absurdly_large_values_refused(write_config, section, key, value):
+    body = MINIMAL.replace("[api]", f"[api]\n{key} = {value}") if section == "api" else \
+        MINIMAL + f"\n[{section}]\n{key} = {value}\n"
+    with pytest.raises(ConfigError, match=f"{section}.{key}: must be at most"):
+        config.load(write_config(body))

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from kiosk.rules import Badge, Kind, OpenClockIn, Rules, decide
 
@@ -117,10 +117,12 @@ rules_st = st.builds(
 )
 badge_st = st.one_of(st.none(), st.builds(Badge, st.just(ANNA.uid), st.just("anna"), st.booleans()))
 open_st = st.one_of(st.none(), st.builds(
-    OpenClockIn, st.just("anna"), st.timedeltas(timedelta(days=-2), timedelta(days=3)).map(lambda d: T0 - d)))
+    OpenClockIn, st.just("anna"), st.timedeltas(timedelta(days=-2), timedelta(days=3)).map(lambda d: T0 - d),
+    synced=st.booleans()))
 last_st = st.one_of(st.none(), st.floats(-5, 100))
 
 
+@settings(max_examples=1000)
 @given(badge_st, open_st, last_st, rules_st, st.booleans())
 def test_decide_properties(badge, open_, since_last, rules, comparable):
     out = decide(ANNA.uid, badge, open_, since_last, T0, rules, comparable=comparable)
@@ -143,9 +145,21 @@ def test_decide_properties(badge, open_, since_last, rules, comparable):
         assert out.since == open_.since and out.at == T0
         if comparable:  # a queued entry is valid and within the session limits
             assert elapsed >= max(rules.min_session_seconds, 0.001)
+        if comparable or open_.synced:
             assert elapsed <= rules.max_session_hours * 3600
-    elif out.kind is Kind.CLOCK_IN:
-        assert comparable and out.stale == open_ and elapsed > rules.max_session_hours * 3600
+    elif out.kind is Kind.CLOCK_IN:  # stale; when incomparable only if surely so (see rules.decide)
+        assert out.stale == open_ and elapsed > rules.max_session_hours * 3600
+        assert comparable or open_.synced
     else:
         assert out.kind is Kind.TOO_SOON and comparable and not out.changes_state
         assert elapsed < max(rules.min_session_seconds, 0.001)
+
+
+def test_incomparable_but_already_too_long_is_a_stale_clock_in():
+    """fake-hwclock never restores a time ahead of the truth: after a synced clock-in, an
+    unsynced tap already past max_session_hours is surely a new day's clock-in."""
+    friday = open_at(timedelta(hours=20))
+    out = decide(ANNA.uid, ANNA, friday, None, T0, RULES, comparable=False)
+    assert out.kind is Kind.CLOCK_IN and out.stale == friday
+    unsynced_open = OpenClockIn("anna", T0 - timedelta(hours=20), synced=False, boot="b")
+    assert decide(ANNA.uid, ANNA, unsynced_open, None, T0, RULES, comparable=False).kind is Kind.CLOCK_OUT

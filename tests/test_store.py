@@ -343,3 +343,18 @@ def test_a_failing_write_rolls_back_the_whole_transaction(store):
     assert store.badge("0A0B0C0D") is None
     store.add_badge("0A0B0C0D", "ben")
     assert store.badge("0A0B0C0D").username == "ben"
+
+
+def test_corrected_entry_longer_than_a_session_is_flagged_not_sent(store):
+    """Friday's forgotten clock-out, closed by Monday's tap before the clock synced."""
+    store.add_badge("04A1B2C3", "anna")
+    friday = datetime(2026, 3, 6, 17, tzinfo=UTC)
+    tap(store, "04A1B2C3", friday)
+    wrong = clock.Stamp(friday + timedelta(hours=1), False, 30.0, "boot-2")
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
+                 comparable=False)
+    assert out.kind is Kind.CLOCK_OUT  # nothing told the kiosk yet that it is Monday
+    store.record(out, wrong)
+    monday = datetime(2026, 3, 9, 8, tzinfo=UTC)
+    assert store.fix_unsynced(lambda info: monday, 16 * 3600) == {"fixed": 0, "flagged": 1}
+    assert store.outbox() == [] and "forgotten clock-out" in store.flagged()[-1]["reason"]
