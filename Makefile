@@ -23,6 +23,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/flush.py
 	$(BIN)/python bench/idle_poll.py
+	$(BIN)/python bench/tap.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
