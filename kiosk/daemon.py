@@ -65,14 +65,11 @@ class Daemon:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
         self._busy_since = time.monotonic()
         try:
-            return self._handle(raw)
+            # The clock lock spans stamp to commit: a correction of unsynced stamps can't slip in between.
+            with self._clock_lock:
+                return self._handle_stamped(raw, self.clock.stamp())
         finally:
             self._busy_since = None
-
-    def _handle(self, raw: str) -> Outcome:
-        # The clock lock spans stamp to commit: a correction of unsynced stamps can't slip in between.
-        with self._clock_lock:
-            return self._handle_stamped(raw, self.clock.stamp())
 
     def _handle_stamped(self, raw: str, stamp) -> Outcome:
         mono = time.monotonic()

@@ -28,6 +28,15 @@ def tap(store, uid, at, rules=Rules(debounce_seconds=0)):
     return outcome, store.record(outcome, notes="kiosk: test", kiosk="test")
 
 
+def sessions(store, n, uid="04A1B2C3"):
+    """n one-hour sessions of ``uid``, two hours apart; the ids of their queued entries."""
+    ids = []
+    for h in range(n):
+        tap(store, uid, T0 + timedelta(hours=2 * h))
+        ids.append(tap(store, uid, T0 + timedelta(hours=2 * h + 1))[1])
+    return ids
+
+
 def raw_rows(path):
     with sqlite3.connect(path) as conn:
         return dict(conn.execute("SELECT key, value FROM kiosk").fetchall())
@@ -126,11 +135,7 @@ def test_outbox_oldest_first_and_ids_sort_numerically(store):
 
 def test_deliver_reject_retry_drop(store):
     store.add_badge("04A1B2C3", "anna")
-    ids = []
-    for h in range(3):
-        tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h))
-        ids.append(tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h + 1))[1])
-    a, b, c = ids
+    a, b, c = sessions(store, 3)
     assert store.mark_delivered(a, server_id=77)
     assert store.delivered()[0]["server_id"] == 77 and store.status_value("last_delivery")["id"] == a
     assert store.reject(b, 400, "User not found")
@@ -240,10 +245,7 @@ def test_file_that_is_not_sqlite_refused_cleanly(tmp_path):
 
 def test_mark_delivered_many_moves_a_batch_in_one_go(store):
     store.add_badge("04A1B2C3", "anna")
-    ids = []
-    for h in range(5):
-        tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h))
-        ids.append(tap(store, "04A1B2C3", T0 + timedelta(hours=2 * h + 1))[1])
+    ids = sessions(store, 5)
     store.reject(ids[1], 400, "bad")
     moved = store.mark_delivered_many([(ids[0], 10), (ids[1], 11), (ids[2], 12), (9999, 13)])
     assert moved == 2  # the rejected one and the unknown one are not in the queue
