@@ -17,7 +17,7 @@ session scans the environment (proxies, netrc, CA variables) again on every
 request, work the sender never does. The default loop is what a naive client
 costs; beating it says little.
 
-The emulator runs as a separate process (``python -c 'from kiosk.emulator import serve ...'``,
+The emulator runs as a separate process (``python -c 'from kiosk.sim.emulator import serve ...'``,
 in-memory data), so that its CPU time does not share this process's GIL, and its
 data is reset before each run. Its API secret goes through its stdin, never its
 command line (which every local user can read in ``ps``). Every run is checked:
@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 
 from kiosk import clock  # noqa: E402
 from kiosk.config import ApiSettings  # noqa: E402
-from kiosk.rules import Kind, Outcome  # noqa: E402
-from kiosk.sender import Sender  # noqa: E402
+from kiosk.rules import TapKind, TapOutcome  # noqa: E402
+from kiosk.delivery.sender import Sender  # noqa: E402
 from kiosk.store import Store  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret"
@@ -56,7 +56,7 @@ BASE = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
 EMULATOR = """
 import sys
-from kiosk.emulator import serve
+from kiosk.sim.emulator import serve
 secret = sys.stdin.readline().rstrip("\\n")  # never in argv
 serve("127.0.0.1", int(sys.argv[1]), key=sys.argv[2], secret=secret, echo=lambda *a: None)
 """
@@ -112,8 +112,8 @@ def entry_times(i: int) -> tuple[datetime, datetime]:
 def fill(store: Store, n: int) -> None:
     for i in range(n):
         start, end = entry_times(i)
-        store.record(Outcome(Kind.CLOCK_IN, "04A1B2C3", start, "bench"))
-        store.record(Outcome(Kind.CLOCK_OUT, "04A1B2C3", end, "bench", since=start))
+        store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", start, "bench"))
+        store.record(TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", end, "bench", since=start))
 
 
 def bare(emu: EmulatorProcess, n: int, trust_env: bool) -> float:

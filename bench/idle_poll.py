@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost of an idle RC522 reader: the kiosk's Mfrc522Reader vs the unpatched mfrc522 library.
 
-Runs each over the fake chip (kiosk.readers.fakespi, real library code, no
+Runs each over the fake chip (kiosk.sim.rc522, real library code, no
 card in the field) for N seconds and prints polls per second, SPI transfers
 per poll and CPU percent of one core (process time over wall time):
 
@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiosk.config import ReaderSettings  # noqa: E402
-from kiosk.readers import fakespi  # noqa: E402
+from kiosk.sim import rc522 as fakespi  # noqa: E402
 from kiosk.readers.mfrc522 import Mfrc522Reader  # noqa: E402
 
 

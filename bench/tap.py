@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiosk import config  # noqa: E402
 from kiosk.daemon import Daemon  # noqa: E402
-from kiosk.emulator import Emulator  # noqa: E402
+from kiosk.sim.emulator import Emulator  # noqa: E402
 from kiosk.feedback import Feedback  # noqa: E402
 from kiosk.readers.stdin import StdinReader  # noqa: E402
 from kiosk.store import Store  # noqa: E402

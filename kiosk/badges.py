@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import re
 
+from kiosk.exc import BadgeIdError
+
 UID_LENGTHS = (4, 7, 10)
 CASCADE_TAG = 0x88
 _SEPARATORS = re.compile(r"[:\-\s]")
 _HEX = re.compile(r"[0-9A-Fa-f]+")
-
-
-class BadgeIdError(ValueError):
-    """Input that is not a badge id; the message says why."""
 
 
 def parse(text: str, decimal_byte_order: str = "little") -> str:

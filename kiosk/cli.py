@@ -15,17 +15,14 @@ import sys
 import warnings
 import click
 
-from kiosk import __version__, badges, clock, config
-from kiosk.store import Store, StoreError
+from kiosk import __version__, badges, clock, config, exc
+from kiosk.store import Store
 
 
-EX_UNAVAILABLE = 69
+class CliError(click.ClickException):
+    """A clean failure: message on stderr, no traceback, the error's exit code."""
 
-
-class KioskError(click.ClickException):
-    """A clean failure: message on stderr, no traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = exc.EX_FAILURE):
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -34,16 +31,14 @@ class KioskError(click.ClickException):
 
 
 def handle_errors(fn):
-    """Turn library exceptions into clean messages and exit codes."""
+    """The one place where the kiosk's errors become messages and exit codes (see :mod:`kiosk.exc`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except config.ConfigError as exc:
-            raise KioskError(str(exc), config.EX_CONFIG) from None
-        except (StoreError, badges.BadgeIdError) as exc:
-            raise KioskError(str(exc)) from None
+        except exc.KioskError as error:
+            raise CliError(str(error), error.exit_code) from None
 
     return wrapper
 
@@ -115,17 +110,11 @@ def run(ctx: click.Context, log_level: str) -> None:
     settings = load_settings(ctx, require_api=True)
     from kiosk import service
     from kiosk.daemon import Daemon
-    from kiosk.feedback.gpio import GpioFeedbackError
-    from kiosk.readers.keyboard import KeyboardReaderError
-    from kiosk.readers.mfrc522 import ReaderUnavailable
 
     service.setup_logging(log_level)
     with warnings.catch_warnings(record=True) as caught:  # gpiozero's pin-factory fallbacks
         warnings.simplefilter("always")
-        try:
-            daemon = Daemon(settings)
-        except (ReaderUnavailable, KeyboardReaderError, GpioFeedbackError) as exc:
-            raise KioskError(str(exc), EX_UNAVAILABLE) from None  # the reason says it all
+        daemon = Daemon(settings)  # a HardwareError exits 69 through handle_errors
     for warning in caught:
         logging.getLogger("kiosk").info("%s", warning.message)
     sys.exit(daemon.run())
@@ -239,7 +228,7 @@ def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) ->
             done = 1
         else:
             where = "is still queued" if store.outbox_entry(entry_id) else "does not exist"
-            raise KioskError(f"entry {entry_id} is not in the rejected list (it {where})")
+            raise CliError(f"entry {entry_id} is not in the rejected list (it {where})")
     click.echo(f"{done} entr{'y' if done == 1 else 'ies'} queued again" + ("" if all_rejected else f" ({entry_id})"))
 
 
@@ -254,14 +243,14 @@ def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> Non
     with open_store(ctx) as store:
         entry = store.outbox_entry(entry_id) or next((e for e in store.rejected() if e["id"] == entry_id), None)
         if entry is None:
-            raise KioskError(f"no queued or rejected entry {entry_id}")
+            raise CliError(f"no queued or rejected entry {entry_id}")
         summary = f"{entry['username']} {local(entry['from'])} - {local(entry['to'])}"
         if not yes:
             if not sys.stdin.isatty():
-                raise KioskError("refusing to drop without confirmation: pass --yes")
+                raise CliError("refusing to drop without confirmation: pass --yes")
             click.confirm(f"Drop entry {entry_id} ({summary})? It will never reach TimeTrack", abort=True)
         if store.drop(entry_id, reason=reason) is None:
-            raise KioskError(f"entry {entry_id} left the queue meanwhile (delivered?); nothing dropped")
+            raise CliError(f"entry {entry_id} left the queue meanwhile (delivered?); nothing dropped")
     click.echo(f"dropped entry {entry_id} ({summary})")
 
 
@@ -271,7 +260,7 @@ def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> Non
 @handle_errors
 def queue_flush(ctx: click.Context, as_json: bool) -> None:
     """Deliver the queue now (safe while the daemon runs: one of them sends at a time)."""
-    from kiosk.sender import Sender, SenderError
+    from kiosk.delivery.sender import Sender
 
     settings = load_settings(ctx, require_api=True)
     with Store(settings.store_path, create=False) as store:
@@ -284,8 +273,8 @@ def queue_flush(ctx: click.Context, as_json: bool) -> None:
                     summary = sender.flush(lambda entry, result: bar.update(1))
             else:
                 summary = sender.flush()
-        except SenderError as exc:
-            raise KioskError(str(exc)) from None
+        except exc.DeliveryError as error:
+            raise CliError(str(error)) from None
     if as_json:
         emit_json(summary)
     else:
@@ -320,7 +309,7 @@ def badge_add(ctx: click.Context, uid: str, username: str, label: str, disabled:
     canonical = badges.parse(uid, settings.badges.decimal_byte_order)
     username = username.strip()
     if not username or any(c.isspace() for c in username):
-        raise KioskError(f"invalid username {username!r}: must be non-empty without spaces")
+        raise CliError(f"invalid username {username!r}: must be non-empty without spaces")
     with Store(settings.store_path) as store:
         store.add_badge(canonical, username, label=label, enabled=not disabled, replace=replace)
     click.echo(f"badge {canonical} -> {username}{' (disabled)' if disabled else ''}")
@@ -358,8 +347,8 @@ def doctor(ctx: click.Context, as_json: bool, only: tuple[str, ...]) -> None:
 
     try:
         checks = doctor_mod.diagnose(ctx.obj["config"], only=only or None)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--only") from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--only") from None
     click.echo(doctor_mod.render(checks, as_json))
     sys.exit(doctor_mod.exit_code(checks))
 
@@ -399,7 +388,7 @@ def demo(min_session: float, debounce: float) -> None:
 @handle_errors
 def emulator(host, port, key, secret, secret_file, data_path, users, faults) -> None:
     """Run a TimeTrack attendance API emulator (demos, tests, site checks). Needs no kiosk config."""
-    from kiosk.emulator import Faults, serve
+    from kiosk.sim.emulator import Faults, serve
 
     if secret_file:
         secret = config.read_secret_file(secret_file, None, "--secret-file")
@@ -407,13 +396,13 @@ def emulator(host, port, key, secret, secret_file, data_path, users, faults) -> 
         raise click.UsageError("give the API secret: KIOSK_EMULATOR_SECRET=..., --secret-file or --secret")
     try:
         parsed = Faults.parse(faults)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--fault") from None
     user_list = [u.strip() for u in users.split(",") if u.strip()] if users is not None else None
     try:
         serve(host, port, key=key, secret=secret, data_path=data_path, users=user_list, faults=parsed,
               echo=lambda line: click.echo(line))
-    except OSError as exc:
-        raise KioskError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # an unusable --data file
-        raise KioskError(str(exc)) from None
+    except OSError as error:
+        raise CliError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    except ValueError as error:  # an unusable --data file
+        raise CliError(str(error)) from None

@@ -16,22 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kiosk.exc import EX_CONFIG, ConfigError, InsecureURL
 from kiosk.rules import Rules
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 CREDENTIAL_NAME = "timetrack-secret"
-EX_CONFIG = 78
-
-
-class ConfigError(Exception):
-    """A configuration problem; ``str()`` names file, key and reason."""
-
-    exit_code = EX_CONFIG
-
-    def __init__(self, path: str | os.PathLike | None, key: str | None, reason: str):
-        self.path, self.key, self.reason = str(path) if path else None, key, reason
-        where = ": ".join(p for p in (self.path, key) if p)
-        super().__init__(f"{where}: {reason}" if where else reason)
 
 
 # ---------------------------------------------------------------- settings
@@ -314,10 +303,6 @@ def _read_text(secret_path: str, path: str | None, key: str) -> str:
     if not text:
         raise ConfigError(path, key, f"{secret_path} is empty")
     return text
-
-
-class InsecureURL(ValueError):
-    """Plain http:// to a host that is not loopback, without api.allow_insecure_http."""
 
 
 def check_base_url(base_url: str, allow_insecure_http: bool = False) -> str:

@@ -21,8 +21,8 @@ from kiosk import badges, clock, config, feedback as feedback_mod, readers, serv
 from kiosk.clock import Clock
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.readers import Reader
-from kiosk.rules import Kind, Outcome, decide
-from kiosk.sender import Sender
+from kiosk.rules import TapKind, TapOutcome, decide
+from kiosk.delivery.sender import Sender
 from kiosk.store import Store
 
 log = logging.getLogger("kiosk.daemon")
@@ -61,7 +61,7 @@ class Daemon:
 
     # ------------------------------------------------------------ taps
 
-    def handle(self, raw: str) -> Outcome:
+    def handle(self, raw: str) -> TapOutcome:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
         self._busy_since = time.monotonic()
         try:
@@ -71,12 +71,12 @@ class Daemon:
         finally:
             self._busy_since = None
 
-    def _handle_stamped(self, raw: str, stamp) -> Outcome:
+    def _handle_stamped(self, raw: str, stamp) -> TapOutcome:
         mono = time.monotonic()
         try:
             uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
         except badges.BadgeIdError as exc:
-            outcome = Outcome(Kind.INVALID, raw[:64], stamp.at, message=str(exc))
+            outcome = TapOutcome(TapKind.INVALID, raw[:64], stamp.at, message=str(exc))
             self._commit(outcome, stamp)
             return outcome
         try:
@@ -91,22 +91,22 @@ class Daemon:
                              comparable=comparable)
         except Exception as exc:
             log.exception("cannot read the store for tap %s", uid)
-            outcome = Outcome(Kind.ERROR, uid, stamp.at, message=f"store error: {exc}")
+            outcome = TapOutcome(TapKind.ERROR, uid, stamp.at, message=f"store error: {exc}")
             self.feedback.show(outcome)
             return outcome
         outcome = self._commit(outcome, stamp)
-        if outcome.kind is not Kind.ERROR:  # a tap that was not recorded may be repeated at once
+        if outcome.kind is not TapKind.ERROR:  # a tap that was not recorded may be repeated at once
             self._last_seen[uid] = mono
         return outcome
 
-    def _commit(self, outcome: Outcome, stamp) -> Outcome:
+    def _commit(self, outcome: TapOutcome, stamp) -> TapOutcome:
         name = self.settings.kiosk.name
         try:
             entry_id = self.store.record(outcome, stamp, notes=f"kiosk: {name}", kiosk=name)
         except Exception as exc:
             log.exception("cannot record tap %s (%s)", outcome.uid, outcome.kind)
             self._set_fault("store", f"store error: {exc}")
-            outcome = Outcome(Kind.ERROR, outcome.uid, outcome.at, outcome.username, message=f"not recorded: {exc}")
+            outcome = TapOutcome(TapKind.ERROR, outcome.uid, outcome.at, outcome.username, message=f"not recorded: {exc}")
             self.feedback.show(outcome)
             return outcome
         self._set_fault("store", None)

@@ -16,7 +16,7 @@ import click
 
 from kiosk import badges, clock, config
 from kiosk.daemon import Daemon
-from kiosk.emulator import Emulator
+from kiosk.sim.emulator import Emulator
 from kiosk.feedback.console import ConsoleFeedback
 from kiosk.readers.stdin import StdinReader
 from kiosk.store import Store

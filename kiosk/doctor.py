@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlsplit
 
 from kiosk import config
-from kiosk.config import ConfigError, Settings
+from kiosk.config import Settings
+from kiosk.exc import Cause, ConfigError, HardwareError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -241,15 +242,15 @@ def _check_keyboard(reader) -> Check:
 
 
 def _check_mfrc522(reader_settings) -> Check:
-    from kiosk.readers.mfrc522 import VERSIONS, Mfrc522Reader, ReaderUnavailable
+    from kiosk.readers.mfrc522 import VERSIONS, Mfrc522Reader
 
     where = f"/dev/spidev{reader_settings.spi_bus}.{reader_settings.spi_device}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # RPi.GPIO: "This channel is already in use" (the daemon runs)
         try:
             reader = Mfrc522Reader(reader_settings)
-        except ReaderUnavailable as exc:
-            return Check("reader", FAIL, f"MFRC522 on {where}: {exc}", _reader_fix(str(exc)))
+        except HardwareError as exc:
+            return Check("reader", FAIL, f"MFRC522 on {where}: {exc}", _reader_fix(exc.cause))
         try:
             version, problem = reader.chip.verify()
         except Exception as exc:
@@ -273,20 +274,21 @@ def _check_mfrc522(reader_settings) -> Check:
                  "use a board with a genuine NXP chip")
 
 
-def _reader_fix(message: str) -> str:
-    low = message.lower()
-    if "not found" in low:
-        return "sudo raspi-config nonint do_spi 0, then reboot; check reader.spi_bus / reader.spi_device"
-    if "permission denied" in low:
-        return f"sudo usermod -aG spi,gpio {_user()}, then log in again / restart the service"
-    if "needs a raspberry pi" in low:
-        return ('run on the Raspberry Pi (on a Pi 5: pip install rpi-lgpio in the venv); '
-                'elsewhere set reader.type = "stdin"')
-    if "needs the mfrc522" in low:
-        return "pip install the kiosk with its Raspberry Pi extras (mfrc522, spidev, RPi.GPIO or rpi-lgpio) in the venv"
-    if "reset pin" in low:
-        return (f"check reader.reset_pin; sudo usermod -aG gpio {_user()}; "
-                "on a Pi 5 install rpi-lgpio in place of RPi.GPIO")
+def _reader_fix(cause: Cause) -> str:
+    match cause:
+        case Cause.DEVICE_MISSING:
+            return "sudo raspi-config nonint do_spi 0, then reboot; check reader.spi_bus / reader.spi_device"
+        case Cause.PERMISSION:
+            return f"sudo usermod -aG spi,gpio {_user()}, then log in again / restart the service"
+        case Cause.NOT_A_PI:
+            return ('run on the Raspberry Pi (on a Pi 5: pip install rpi-lgpio in the venv); '
+                    'elsewhere set reader.type = "stdin"')
+        case Cause.MISSING_PACKAGE:
+            return ("pip install the kiosk with its Raspberry Pi extras (mfrc522, spidev, RPi.GPIO or rpi-lgpio) "
+                    "in the venv")
+        case Cause.PIN_SETUP:
+            return (f"check reader.reset_pin; sudo usermod -aG gpio {_user()}; "
+                    "on a Pi 5 install rpi-lgpio in place of RPi.GPIO")
     return "see the message above"
 
 
@@ -337,12 +339,12 @@ def _try_feedback(feedback, nodes: list[str], denied: list[str]) -> Check:
                 device = GpioFeedback(feedback, pin_factory=factory)
             except Exception as exc:
                 text = str(exc) or exc.__class__.__name__
-                low = text.lower()
-                if "busy" in low or "in use" in low:
+                cause = getattr(exc, "cause", Cause.UNKNOWN)
+                if cause is Cause.PIN_BUSY:
                     return Check("gpio", WARN, f"{text}: is the kiosk daemon running? (then this is expected)",
                                  "stop the daemon (sudo systemctl stop kiosk) to test the pins, or check "
                                  "that no other program uses them")
-                if "both gpio" in low:
+                if cause is Cause.PIN_CONFLICT:
                     return Check("gpio", FAIL, text, "give each LED and the buzzer its own pin in [feedback]")
                 return Check("gpio", FAIL, text,
                              f"check the [feedback] pins and wiring; sudo usermod -aG gpio {_user()}")
@@ -399,7 +401,7 @@ def check_api(settings: Settings | None) -> Check:
         return Check("api", FAIL, f"api partly configured: {', '.join(missing)} missing",
                      f"set {', '.join(missing)} (the secret: api.secret_file or the systemd credential "
                      f"{config.CREDENTIAL_NAME!r})")
-    from kiosk.timetrack import Outcome, TimeTrackClient
+    from kiosk.delivery.client import SendOutcome, TimeTrackClient
 
     api = replace(api, connect_timeout=min(api.connect_timeout, PING_TIMEOUT_MAX),
                   read_timeout=min(api.read_timeout, PING_TIMEOUT_MAX))
@@ -416,9 +418,9 @@ def check_api(settings: Settings | None) -> Check:
     finally:
         client.close()
     message = result.message
-    if result.outcome is Outcome.OK:
+    if result.outcome is SendOutcome.OK:
         return Check("api", OK, f"{url}: reachable, credentials accepted (HTTP {result.status}, {elapsed:.0f} ms)")
-    if result.outcome is Outcome.AUTH:
+    if result.outcome is SendOutcome.AUTH:
         return Check("api", FAIL, f"{url}: credentials rejected ({message})",
                      f"check api.key ({_masked_key(api.key)}) and the secret (api.secret_file or the "
                      "systemd credential): they must match the API key in TimeTrack")

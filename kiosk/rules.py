@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 MIN_ENTRY_SECONDS = 0.001  # the API's precision: a shorter entry would have to <= from there
 
 
-class Kind(enum.StrEnum):
+class TapKind(enum.StrEnum):
     """What a tap meant. The values are stable: they appear in the audit log and --json output."""
 
     CLOCK_IN = "clock_in"
@@ -55,8 +55,8 @@ class OpenClockIn:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    kind: Kind
+class TapOutcome:
+    kind: TapKind
     uid: str
     at: datetime
     username: str | None = None
@@ -72,7 +72,7 @@ class Outcome:
 
     @property
     def changes_state(self) -> bool:
-        return self.kind in (Kind.CLOCK_IN, Kind.CLOCK_OUT)
+        return self.kind in (TapKind.CLOCK_IN, TapKind.CLOCK_OUT)
 
 
 def decide(
@@ -84,7 +84,7 @@ def decide(
     rules: Rules,
     *,
     comparable: bool = True,
-) -> Outcome:
+) -> TapOutcome:
     """Decide what a tap of badge ``uid`` at ``now`` means.
 
     ``seconds_since_last_tap`` is the time since the same badge was last seen,
@@ -97,28 +97,28 @@ def decide(
     whose times are corrected (or flagged) once the clock syncs, never "too soon".
     """
     if seconds_since_last_tap is not None and 0 <= seconds_since_last_tap < rules.debounce_seconds:
-        return Outcome(Kind.REPEAT, uid, now, badge.username if badge else None)
+        return TapOutcome(TapKind.REPEAT, uid, now, badge.username if badge else None)
     if badge is None:
-        return Outcome(Kind.UNKNOWN, uid, now)
+        return TapOutcome(TapKind.UNKNOWN, uid, now)
     if not badge.enabled:
-        return Outcome(Kind.DISABLED, uid, now, badge.username)
+        return TapOutcome(TapKind.DISABLED, uid, now, badge.username)
     user = badge.username
     if open_clock_in is None:
-        return Outcome(Kind.CLOCK_IN, uid, now, user)
+        return TapOutcome(TapKind.CLOCK_IN, uid, now, user)
     elapsed = (now - open_clock_in.since).total_seconds()
     if not comparable:
         # An unsynchronised clock restarts from the time fake-hwclock saved, never ahead of the
         # truth: after a synced clock-in, ``elapsed`` is then a lower bound of the real one.
         if not (open_clock_in.synced and elapsed > rules.max_session_hours * 3600):
-            return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
+            return TapOutcome(TapKind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
     if elapsed > rules.max_session_hours * 3600:
         # Never close a forgotten clock-in with an invented time: flag it, start afresh.
-        return Outcome(
-            Kind.CLOCK_IN, uid, now, user, stale=open_clock_in,
+        return TapOutcome(
+            TapKind.CLOCK_IN, uid, now, user, stale=open_clock_in,
             message=f"open clock-in since {open_clock_in.since.isoformat()} exceeded {rules.max_session_hours:g}h",
         )
     if elapsed < MIN_ENTRY_SECONDS or elapsed < rules.min_session_seconds:
         # Also a wall clock that moved backwards: to <= from is never queued, not even at
         # the API's millisecond precision.
-        return Outcome(Kind.TOO_SOON, uid, now, user, since=open_clock_in.since)
-    return Outcome(Kind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)
+        return TapOutcome(TapKind.TOO_SOON, uid, now, user, since=open_clock_in.since)
+    return TapOutcome(TapKind.CLOCK_OUT, uid, now, user, since=open_clock_in.since)

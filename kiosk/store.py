@@ -35,16 +35,13 @@ from typing import Any
 from sqlitedict import SqliteDict
 
 from kiosk import clock
-from kiosk.rules import MIN_ENTRY_SECONDS, Badge, Kind, OpenClockIn, Outcome
+from kiosk.exc import Conflict, StoreCorrupt, StoreError, StoreMissing, StoreTooNew
+from kiosk.rules import MIN_ENTRY_SECONDS, Badge, TapKind, OpenClockIn, TapOutcome
 
 SCHEMA_VERSION = 1
 TABLE = "kiosk"
 PRUNE_BATCH = 500
 log = logging.getLogger("kiosk.store")
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used; the message says why."""
 
 
 def _check_header(path: Path) -> None:
@@ -57,7 +54,7 @@ def _check_header(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"cannot read store {path}: {exc.strerror}") from None
     if head and head != b"SQLite format 3\x00":
-        raise StoreError(f"{path} is not a SQLite database (damaged or not a kiosk store)")
+        raise StoreCorrupt(f"{path} is not a SQLite database (damaged or not a kiosk store)")
 
 
 def _key(prefix: str, ident: int | str) -> str:
@@ -71,13 +68,13 @@ class Store:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             if not create:
-                raise StoreError(f"state directory {self.path.parent} does not exist")
+                raise StoreMissing(f"state directory {self.path.parent} does not exist")
             try:
                 self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create state directory {self.path.parent}: {exc.strerror}") from None
         if not create and not self.path.exists():
-            raise StoreError(f"no kiosk store at {self.path} (has the daemon run yet?)")
+            raise StoreMissing(f"no kiosk store at {self.path} (has the daemon run yet?)")
         _check_header(self.path)
         self._lock = threading.RLock()
         try:
@@ -209,7 +206,7 @@ class Store:
             return
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             self.close()
-            raise StoreError(
+            raise StoreTooNew(
                 f"store {self.path} has schema version {version}, newer than this kiosk "
                 f"understands ({SCHEMA_VERSION}); upgrade kiosk"
             )
@@ -232,7 +229,7 @@ class Store:
         with self.transaction() as db:
             existing = db.get(_key("badge", uid))
             if existing and not replace:
-                raise StoreError(f"badge {uid} is already mapped to {existing['username']}")
+                raise Conflict(f"badge {uid} is already mapped to {existing['username']}")
             db[_key("badge", uid)] = record
             self._audit(db, "badge_add", uid=uid, username=username)
         return record
@@ -258,7 +255,7 @@ class Store:
     def open_clock_ins(self) -> list[dict]:
         return [v for _, v in self._range("open")]
 
-    def record(self, outcome: Outcome, stamp: clock.Stamp | None = None, *, notes: str = "",
+    def record(self, outcome: TapOutcome, stamp: clock.Stamp | None = None, *, notes: str = "",
                kiosk: str = "") -> int | None:
         """Apply a tap's outcome atomically: the state change and its audit line.
 
@@ -268,7 +265,7 @@ class Store:
         stamp_extra.pop("at")
         with self.transaction() as db:
             entry_id = None
-            if outcome.kind is Kind.CLOCK_IN:
+            if outcome.kind is TapKind.CLOCK_IN:
                 if outcome.stale is not None:
                     key = _key("open", outcome.stale.username)
                     opened = db.get(key)
@@ -279,7 +276,7 @@ class Store:
                     "username": outcome.username, "uid": outcome.uid,
                     "since": clock.to_iso(outcome.at), **stamp_extra,
                 }
-            elif outcome.kind is Kind.CLOCK_OUT:
+            elif outcome.kind is TapKind.CLOCK_OUT:
                 key = _key("open", outcome.username)
                 opened = db.get(key)
                 if opened is None or clock.from_iso(opened["since"]) != outcome.since:

@@ -25,15 +25,15 @@ def queue_entries(config, tmp_path, n, user="anna"):
     """n complete entries in the outbox, made through the real decision path."""
     from datetime import UTC, datetime, timedelta
 
-    from kiosk.rules import Kind, Outcome
+    from kiosk.rules import TapKind, TapOutcome
 
     with Store(tmp_path / "state" / "kiosk.sqlite") as store:
         ids = []
         t = datetime(2026, 3, 2, 8, tzinfo=UTC)
         for i in range(n):
             start = t + timedelta(days=i)
-            store.record(Outcome(Kind.CLOCK_IN, ANNA, start, user))
-            ids.append(store.record(Outcome(Kind.CLOCK_OUT, ANNA, start + timedelta(hours=8), user, since=start)))
+            store.record(TapOutcome(TapKind.CLOCK_IN, ANNA, start, user))
+            ids.append(store.record(TapOutcome(TapKind.CLOCK_OUT, ANNA, start + timedelta(hours=8), user, since=start)))
         return ids
 
 
@@ -137,7 +137,7 @@ def test_status_json_is_valid_for_scripts(config):
 
 
 def test_queue_flush_delivers_and_summarises(tmp_path):
-    from kiosk.emulator import Emulator
+    from kiosk.sim.emulator import Emulator
 
     with Emulator(key="test-key", secret="test-secret", users=["anna"]) as emu:
         config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", emu.url)

@@ -79,7 +79,7 @@ def test_random_sigkill_loses_no_acknowledged_tap(tmp_path):
 
 def test_random_sigkill_during_delivery_sends_every_entry_exactly_once(tmp_path):
     """Kills land while the daemon's sender is posting to a live (slowish) API."""
-    from kiosk.emulator import Emulator
+    from kiosk.sim.emulator import Emulator
 
     from .kioskproc import kiosk, kiosk_json, wait_for
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kiosk.emulator import Emulator
+from kiosk.sim.emulator import Emulator
 from kiosk.store import Store
 
 from .kioskproc import Daemon, clean_env, closed_port, kiosk, kiosk_json, wait_for, write_config

@@ -11,7 +11,7 @@ from gpiozero.pins.mock import MockFactory
 from kiosk import config
 from kiosk.daemon import Daemon
 from kiosk.feedback.console import ConsoleFeedback
-from kiosk.readers import fakespi
+from kiosk.sim import rc522 as fakespi
 from kiosk.store import Store
 
 from .kioskproc import closed_port, wait_for
@@ -117,7 +117,7 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
     import os
 
     from kiosk import clock
-    from kiosk.emulator import Emulator
+    from kiosk.sim.emulator import Emulator
     from kiosk.readers.stdin import StdinReader
 
     sync_file = tmp_path / "synchronized"

@@ -28,9 +28,9 @@ import requests
 from kiosk import clock
 from kiosk.clock import Stamp
 from kiosk.config import ApiSettings
-from kiosk.emulator import Emulator
-from kiosk.rules import Kind, Outcome
-from kiosk.sender import (
+from kiosk.sim.emulator import Emulator
+from kiosk.rules import TapKind, TapOutcome
+from kiosk.delivery.sender import (
     AUTH,
     BACKING_OFF,
     IDLE,
@@ -39,12 +39,12 @@ from kiosk.sender import (
     MAX_WAIT,
     OFFLINE,
     Sender,
-    SenderError,
+    DeliveryError,
     _clamp_wait,
 )
 from kiosk.store import Store, StoreError
-from kiosk.timetrack import Outcome as Result
-from kiosk.timetrack import TimeTrackClient
+from kiosk.delivery.client import SendOutcome
+from kiosk.delivery.client import TimeTrackClient
 
 from .kioskproc import closed_port, wait_for
 
@@ -71,9 +71,9 @@ def queue(store: Store, n: int, user: str = "anna", *, day: int = 0, synced: boo
     for i in range(n):
         start = base + timedelta(minutes=3 * i)
         end = start + timedelta(minutes=2, microseconds=1_234 * (i % 700))
-        store.record(Outcome(Kind.CLOCK_IN, "04A1B2C3", start, user))
+        store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", start, user))
         stamp = None if synced else Stamp(end, False, 1234.5, "boot-1")
-        ids.append(store.record(Outcome(Kind.CLOCK_OUT, "04A1B2C3", end, user, since=start), stamp))
+        ids.append(store.record(TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", end, user, since=start), stamp))
     return ids
 
 
@@ -165,7 +165,7 @@ def test_delivers_oldest_first_and_skips_unsynced_entries(store, emu, senders):
     expected = {key_of(e) for e in store.outbox() if e["id"] != held}
     seen = []
     summary = senders(store, api_for(emu.url)).flush(progress=lambda e, r: seen.append((e["id"], r.outcome)))
-    assert seen == [(i, Result.DELIVERED) for i in ids]
+    assert seen == [(i, SendOutcome.DELIVERED) for i in ids]
     assert summary == {"delivered": 5, "rejected": 0, "failed": 0, "remaining": 1, "held": 1, "waiting": 0,
                        "state": IDLE, "error": None}
     assert [r["ID"] for r in emu.entries()] == [1, 2, 3, 4, 5]
@@ -188,7 +188,7 @@ def test_wake_delivers_at_once(store, emu, senders):
 
 
 def test_flush_requires_a_configured_api(store):
-    with pytest.raises(SenderError, match="not configured"):
+    with pytest.raises(DeliveryError, match="not configured"):
         Sender(store, ApiSettings()).flush()
 
 
@@ -223,7 +223,7 @@ def test_settle_time_is_api_settle_seconds_unless_the_constructor_overrides_it(s
 
 def test_store_errors_in_the_thread_are_logged_once_and_delivery_goes_on(store, emu, senders, caplog,
                                                                          monkeypatch):
-    caplog.set_level(logging.INFO, logger="kiosk.sender")
+    caplog.set_level(logging.INFO, logger="kiosk.delivery")
     queue(store, 3)
     real, failures = store.outbox, []
 
@@ -236,7 +236,7 @@ def test_store_errors_in_the_thread_are_logged_once_and_delivery_goes_on(store, 
     monkeypatch.setattr(store, "outbox", outbox)
     run_until_empty(senders(store, api_for(emu.url)), store, timeout=10)
     assert len(failures) == 3 and len(emu.entries()) == 3
-    errors = [r for r in caplog.records if r.name == "kiosk.sender" and r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "kiosk.delivery" and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "disk I/O error" in errors[0].getMessage()  # once per streak
     assert errors[0].exc_info is not None  # with its traceback
     assert wait_for(lambda: any("working again after 3 failed turns" in r.getMessage() for r in caplog.records))
@@ -414,7 +414,7 @@ def test_failed_lookup_never_posts(store, emu, senders):
 def test_1000_entry_backlog_after_an_outage(store, senders, probes, caplog):
     """Emulator down, 1,000 entries queued, emulator back on the same port: delivered
     within seconds by the probe, not after the (here: 30 s) backoff; exactly once."""
-    caplog.set_level(logging.INFO, logger="kiosk.sender")
+    caplog.set_level(logging.INFO, logger="kiosk.delivery")
     emu = Emulator(key=KEY, secret=SECRET).start()
     url = emu.url
     emu.stop()
@@ -439,7 +439,7 @@ def test_1000_entry_backlog_after_an_outage(store, senders, probes, caplog):
         assert_exactly_once(emu.entries(), store, expected)
     finally:
         emu.stop()
-    problems = [r for r in caplog.records if r.name == "kiosk.sender" and r.levelno >= logging.WARNING]
+    problems = [r for r in caplog.records if r.name == "kiosk.delivery" and r.levelno >= logging.WARNING]
     assert len(problems) == 1 and "offline" in problems[0].getMessage()  # one line, not one per probe
 
 
@@ -614,7 +614,7 @@ def test_sender_killed_mid_flush_sends_nothing_twice(store, tmp_path):
     expected = {key_of(e) for e in store.outbox()}
     with Emulator(key=KEY, secret=SECRET) as emu:
         emu.set_faults(latency=0.01)  # each POST is in flight for a while
-        code = ("import os, sys; from kiosk.store import Store; from kiosk.sender import Sender; "
+        code = ("import os, sys; from kiosk.store import Store; from kiosk.delivery.sender import Sender; "
                 "from kiosk.config import ApiSettings; "
                 "Sender(Store(sys.argv[1]), ApiSettings(base_url=sys.argv[2], key=sys.argv[3], "
                 "secret=os.environ['TEST_API_SECRET'], read_timeout=5.0)).flush()")

@@ -11,10 +11,10 @@ import pytest
 from kiosk import config, doctor
 from kiosk.config import ConfigError
 from kiosk.doctor import FAIL, OK, SKIP, WARN, Check
-from kiosk.emulator import Emulator
-from kiosk.readers import fakespi
+from kiosk.sim.emulator import Emulator
+from kiosk.sim import rc522 as fakespi
 from kiosk.store import Store
-from kiosk.timetrack import Outcome, Result, TimeTrackClient
+from kiosk.delivery.client import SendOutcome, SendResult, TimeTrackClient
 
 KEY, SECRET = "doctor-key", "D0ctor-S3cret-never-print"
 
@@ -233,14 +233,14 @@ def test_api_closed_port(tmp_path):
 ])
 def test_api_network_failures_classified(tmp_path, monkeypatch, message, expect, fix):
     monkeypatch.setattr(TimeTrackClient, "ping",
-                        lambda self: Result(Outcome.RETRY, None, message, connectivity=True))
+                        lambda self: SendResult(SendOutcome.RETRY, None, message, connectivity=True))
     check = one(api_settings(tmp_path, "https://tt.example/api"), "api")
     assert check.status == FAIL and expect in check.detail and fix in check.fix
 
 
 def test_api_http_error_and_secret_echo_masked(tmp_path, monkeypatch):
     monkeypatch.setattr(TimeTrackClient, "ping",
-                        lambda self: Result(Outcome.RETRY, 503, f"HTTP 503: down (header was {SECRET})"))
+                        lambda self: SendResult(SendOutcome.RETRY, 503, f"HTTP 503: down (header was {SECRET})"))
     checks = doctor.run_checks(api_settings(tmp_path, "https://tt.example/api"), only=["api"])
     assert checks[0].status == FAIL and "server error" in checks[0].detail
     assert doctor.MASK in checks[0].detail

@@ -14,7 +14,7 @@ import pytest
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
-from kiosk.emulator import CODE_DELETED, Emulator, Faults, serve
+from kiosk.sim.emulator import CODE_DELETED, Emulator, Faults, serve
 
 KEY, SECRET = "test-key", "s3cret-Value-42"
 AUTH = {"X-TimeTrack-Api-Key": KEY, "X-TimeTrack-Api-Secret": SECRET}
@@ -257,7 +257,7 @@ def test_secret_rotation(api, emu):
 
 
 def test_the_secret_is_never_logged_or_echoed(emu, caplog):
-    caplog.set_level(logging.DEBUG, logger="kiosk.emulator")
+    caplog.set_level(logging.DEBUG, logger="kiosk.sim.emulator")
     api = Api(emu)
     api.create()
     wrong = {**AUTH, "X-TimeTrack-Api-Secret": "wrong-secret-guess"}
@@ -478,7 +478,7 @@ def test_filters_and_paging_over_many_entries(api, emu):
 
 
 def _spawn(path, port=0):
-    code = ("import os; from kiosk.emulator import serve; "  # the secret via the environment, not argv
+    code = ("import os; from kiosk.sim.emulator import serve; "  # the secret via the environment, not argv
             f"serve('127.0.0.1', {port}, key={KEY!r}, secret=os.environ['TEST_SECRET'], data_path={str(path)!r})")
     proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": os.getcwd(), "TEST_SECRET": SECRET})

@@ -15,8 +15,9 @@ from gpiozero.tones import Tone
 from kiosk import feedback as feedback_module
 from kiosk.config import FeedbackSettings
 from kiosk.feedback import Health, Status
-from kiosk.feedback.gpio import GpioFeedback, GpioFeedbackError
-from kiosk.rules import Kind, Outcome
+from kiosk.exc import GpioUnavailable
+from kiosk.feedback.gpio import GpioFeedback
+from kiosk.rules import TapKind, TapOutcome
 
 SCALE = 0.02  # patterns run 50x faster; sequences do not depend on speed
 F, T = False, True
@@ -75,8 +76,8 @@ def make(request):
         fb.close()
 
 
-def outcome(kind: Kind) -> Outcome:
-    return Outcome(kind, "04A1B2C3", datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc), "alice")
+def outcome(kind: TapKind) -> TapOutcome:
+    return TapOutcome(kind, "04A1B2C3", datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc), "alice")
 
 
 def states(factory, pin) -> list:
@@ -106,36 +107,36 @@ def pulses(n: int, on=T, off=F) -> list:
 # ---------------------------------------------------------------- every outcome, complete sequences
 
 PAIR_EXPECTED = {
-    Kind.CLOCK_IN: {GREEN: pulses(1), RED: [F], BUZZER: pulses(1)},
-    Kind.CLOCK_OUT: {GREEN: pulses(2), RED: [F], BUZZER: pulses(2)},
-    Kind.TOO_SOON: {GREEN: pulses(3), RED: pulses(3), BUZZER: pulses(2)},
-    Kind.UNKNOWN: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
-    Kind.DISABLED: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
-    Kind.INVALID: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
-    Kind.ERROR: {GREEN: [F], RED: pulses(6), BUZZER: pulses(3)},
-    Kind.REPEAT: {GREEN: [F], RED: [F], BUZZER: [F]},
+    TapKind.CLOCK_IN: {GREEN: pulses(1), RED: [F], BUZZER: pulses(1)},
+    TapKind.CLOCK_OUT: {GREEN: pulses(2), RED: [F], BUZZER: pulses(2)},
+    TapKind.TOO_SOON: {GREEN: pulses(3), RED: pulses(3), BUZZER: pulses(2)},
+    TapKind.UNKNOWN: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
+    TapKind.DISABLED: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
+    TapKind.INVALID: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
+    TapKind.ERROR: {GREEN: [F], RED: pulses(6), BUZZER: pulses(3)},
+    TapKind.REPEAT: {GREEN: [F], RED: [F], BUZZER: [F]},
 }
 
 # Passive buzzer: PWM duty 0.5 while a tone plays; the tone is in the frequencies.
 RGB_EXPECTED = {
-    Kind.CLOCK_IN: {GREEN: pulses(1, 1, 0), RED: [0], BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["E7", None]},
-    Kind.CLOCK_OUT: {GREEN: pulses(2, 1, 0), RED: [0], BLUE: [0], BUZZER: pulses(2, 0.5, 0), "tones": ["E7", None] * 2},
-    Kind.TOO_SOON: {
+    TapKind.CLOCK_IN: {GREEN: pulses(1, 1, 0), RED: [0], BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["E7", None]},
+    TapKind.CLOCK_OUT: {GREEN: pulses(2, 1, 0), RED: [0], BLUE: [0], BUZZER: pulses(2, 0.5, 0), "tones": ["E7", None] * 2},
+    TapKind.TOO_SOON: {
         GREEN: pulses(3, 1, 0), RED: pulses(3, 1, 0), BLUE: [0], BUZZER: pulses(2, 0.5, 0), "tones": ["A4", None] * 2,
     },
-    Kind.UNKNOWN: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
-    Kind.DISABLED: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
-    Kind.INVALID: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
-    Kind.ERROR: {GREEN: [0], RED: pulses(6, 1, 0), BLUE: [0], BUZZER: pulses(3, 0.5, 0), "tones": ["A6", None] * 3},
-    Kind.REPEAT: {GREEN: [0], RED: [0], BLUE: [0], BUZZER: [0], "tones": []},
+    TapKind.UNKNOWN: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
+    TapKind.DISABLED: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
+    TapKind.INVALID: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
+    TapKind.ERROR: {GREEN: [0], RED: pulses(6, 1, 0), BLUE: [0], BUZZER: pulses(3, 0.5, 0), "tones": ["A6", None] * 3},
+    TapKind.REPEAT: {GREEN: [0], RED: [0], BLUE: [0], BUZZER: [0], "tones": []},
 }
 
 
 def test_every_outcome_has_an_expectation():
-    assert set(PAIR_EXPECTED) == set(Kind) == set(RGB_EXPECTED)
+    assert set(PAIR_EXPECTED) == set(TapKind) == set(RGB_EXPECTED)
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", list(TapKind))
 def test_pair_and_active_buzzer_complete_sequences(kind, pair_factory, make):
     fb = make(PAIR, pair_factory)
     fb.show(outcome(kind))
@@ -144,7 +145,7 @@ def test_pair_and_active_buzzer_complete_sequences(kind, pair_factory, make):
     assert got == PAIR_EXPECTED[kind]
 
 
-@pytest.mark.parametrize("kind", list(Kind))
+@pytest.mark.parametrize("kind", list(TapKind))
 def test_rgb_and_passive_buzzer_complete_sequences(kind, rgb_factory, make):
     fb = make(RGB, rgb_factory)
     rgb_factory.pin(BUZZER).frequencies.clear()  # construction silences the buzzer
@@ -171,7 +172,7 @@ def test_too_soon_alternates_without_lighting_both(pair_factory, make):
             return changed
 
         p._change_state = spy
-    fb.show(outcome(Kind.TOO_SOON))
+    fb.show(outcome(TapKind.TOO_SOON))
     assert fb.wait_idle(5)
     lit = {GREEN: False, RED: False}
     sequence = []
@@ -188,7 +189,7 @@ def test_too_soon_alternates_without_lighting_both(pair_factory, make):
 
 def test_show_returns_while_the_pattern_still_runs(pair_factory, make):
     fb = make(PAIR, pair_factory, scale=1.0)  # a real-length pattern: 1.3 s
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     assert fb.busy  # show did not wait for the pattern
     wait_for(lambda: pair_factory.pin(GREEN).state)
     assert fb.busy and not fb.wait_idle(0)  # green is on and the pattern is still in progress
@@ -200,9 +201,9 @@ def test_show_returns_while_the_pattern_still_runs(pair_factory, make):
 def test_a_new_tap_cuts_the_running_pattern_short(config, pair_factory, rgb_factory, make):
     factory, settings = (pair_factory, PAIR) if config == "pair" else (rgb_factory, RGB)
     fb = make(settings, factory, scale=1.0)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     wait_for(lambda: factory.pin(GREEN).state)
-    fb.show(outcome(Kind.UNKNOWN))
+    fb.show(outcome(TapKind.UNKNOWN))
     wait_for(lambda: factory.pin(RED).state)
     green = factory.pin(GREEN).states
     assert [s.state for s in green] == [0, 1, 0]
@@ -214,9 +215,9 @@ def test_a_new_tap_cuts_the_running_pattern_short(config, pair_factory, rgb_fact
 
 def test_repeat_does_not_cut_a_running_pattern(pair_factory, make):
     fb = make(PAIR, pair_factory, scale=1.0)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     wait_for(lambda: pair_factory.pin(GREEN).state)
-    fb.show(outcome(Kind.REPEAT))
+    fb.show(outcome(TapKind.REPEAT))
     assert pair_factory.pin(GREEN).state and fb.busy
     fb.close()
     assert states(pair_factory, GREEN) == [F, T, F]
@@ -224,9 +225,9 @@ def test_repeat_does_not_cut_a_running_pattern(pair_factory, make):
 
 def test_back_to_back_taps_play_both_patterns(pair_factory, make):
     fb = make(PAIR, pair_factory)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     assert fb.wait_idle(5)
-    fb.show(outcome(Kind.CLOCK_OUT))
+    fb.show(outcome(TapKind.CLOCK_OUT))
     assert fb.wait_idle(5)
     assert states(pair_factory, GREEN) == pulses(3)
     assert states(pair_factory, BUZZER) == pulses(3)
@@ -266,7 +267,7 @@ def test_status_sign_resumes_after_a_tap(pair_factory, make):
     fb = make(PAIR, pair_factory)
     fb.set_status(Status(Health.BACKLOG))
     wait_for(lambda: rises(states(pair_factory, RED)) >= 1)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     wait_for(lambda: pair_factory.pin(GREEN).state)
     before = rises(states(pair_factory, RED))
     assert not pair_factory.pin(RED).state  # the sign stopped for the pattern
@@ -294,7 +295,7 @@ def test_fault_sign_resumes_after_a_tap_without_beeping_again(rgb_factory, make)
     fb = make(RGB, rgb_factory)
     fb.set_status(Status(Health.FAULT))
     wait_for(lambda: rises(states(rgb_factory, RED)) >= 7)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     assert fb.wait_idle(5)
     before = rises(states(rgb_factory, RED))
     wait_for(lambda: rises(states(rgb_factory, RED)) > before)  # the fault sign is back
@@ -304,7 +305,7 @@ def test_fault_sign_resumes_after_a_tap_without_beeping_again(rgb_factory, make)
 
 def test_error_tap_followed_by_fault_beeps_once(pair_factory, make):
     fb = make(PAIR, pair_factory, scale=0.2)  # the fault comes while the error pattern still plays
-    fb.show(outcome(Kind.ERROR))
+    fb.show(outcome(TapKind.ERROR))
     fb.set_status(Status(Health.FAULT, "store error"))
     assert fb.wait_idle(5)
     assert states(pair_factory, BUZZER) == pulses(3)
@@ -317,10 +318,10 @@ def test_close_releases_every_pin(pair_factory, rgb_factory):
     for settings, factory, pins in ((PAIR, pair_factory, (GREEN, RED)), (RGB, rgb_factory, (RED, GREEN, BLUE))):
         fb = GpioFeedback(settings, pin_factory=factory, time_scale=SCALE)
         fb.set_status(Status(Health.BACKLOG))
-        fb.show(outcome(Kind.CLOCK_IN))
+        fb.show(outcome(TapKind.CLOCK_IN))
         fb.close()
         fb.close()  # idempotent
-        fb.show(outcome(Kind.CLOCK_OUT))  # ignored after close
+        fb.show(outcome(TapKind.CLOCK_OUT))  # ignored after close
         fb.set_status(Status(Health.FAULT))
         assert not [t for t in threading.enumerate() if t.name == "kiosk-feedback"]
         for pin in pins:
@@ -332,14 +333,14 @@ def test_close_releases_every_pin(pair_factory, rgb_factory):
 
 def test_a_busy_pin_is_named(pair_factory):
     held = LED(GREEN, pin_factory=pair_factory)
-    with pytest.raises(GpioFeedbackError, match=r"green LED on GPIO17 .*in use"):
+    with pytest.raises(GpioUnavailable, match=r"green LED on GPIO17 .*in use"):
         GpioFeedback(PAIR, pin_factory=pair_factory)
     held.close()
 
 
 def test_a_busy_buzzer_pin_releases_the_leds_already_opened(pair_factory):
     held = Buzzer(BUZZER, pin_factory=pair_factory)
-    with pytest.raises(GpioFeedbackError, match=r"active buzzer on GPIO18 "):
+    with pytest.raises(GpioUnavailable, match=r"active buzzer on GPIO18 "):
         GpioFeedback(PAIR, pin_factory=pair_factory)
     LED(GREEN, pin_factory=pair_factory).close()
     LED(RED, pin_factory=pair_factory).close()
@@ -351,7 +352,7 @@ def test_permission_denied_is_explained():
         def pin(self, name, pin_class=None, **kwargs):
             raise PermissionError(13, "Permission denied", "/dev/gpiochip0")
 
-    with pytest.raises(GpioFeedbackError, match=r"RGB LED on GPIO27 \(red\), GPIO17 \(green\), GPIO22 \(blue\).*permission denied.*group gpio"):
+    with pytest.raises(GpioUnavailable, match=r"RGB LED on GPIO27 \(red\), GPIO17 \(green\), GPIO22 \(blue\).*permission denied.*group gpio"):
         GpioFeedback(RGB, pin_factory=NoPermission(pin_class=MockPWMPin))
 
 
@@ -361,19 +362,19 @@ def test_no_gpio_is_explained(monkeypatch):
 
     monkeypatch.setattr(Device, "pin_factory", None)
     monkeypatch.setattr(Device, "_default_pin_factory", staticmethod(no_factory))
-    with pytest.raises(GpioFeedbackError, match=r"green LED on GPIO17 .*no GPIO access"):
+    with pytest.raises(GpioUnavailable, match=r"green LED on GPIO17 .*no GPIO access"):
         GpioFeedback(PAIR)
 
 
 def test_pins_must_differ():
-    with pytest.raises(GpioFeedbackError, match=r"feedback.green_pin and feedback.buzzer_pin are both GPIO17"):
+    with pytest.raises(GpioUnavailable, match=r"feedback.green_pin and feedback.buzzer_pin are both GPIO17"):
         GpioFeedback(FeedbackSettings(leds="pair", buzzer="active", buzzer_pin=17), pin_factory=MockFactory())
 
 
 def test_none_touches_no_pin():
     factory = MockFactory()
     fb = GpioFeedback(FeedbackSettings(leds="none", buzzer="none"), pin_factory=factory, time_scale=SCALE)
-    fb.show(outcome(Kind.CLOCK_IN))
+    fb.show(outcome(TapKind.CLOCK_IN))
     fb.set_status(Status(Health.FAULT))
     assert fb.wait_idle(5)
     fb.close()

@@ -23,7 +23,8 @@ from evdev import InputEvent, ecodes as e  # noqa: E402
 from kiosk import badges, readers  # noqa: E402
 from kiosk.config import ConfigError, ReaderSettings  # noqa: E402
 from kiosk.readers import keyboard  # noqa: E402
-from kiosk.readers.keyboard import KeyboardReader, KeyboardReaderError  # noqa: E402
+from kiosk.exc import ReaderUnavailable
+from kiosk.readers.keyboard import KeyboardReader  # noqa: E402
 
 PATH = "/dev/input/by-id/usb-Fake_RFID_Reader-event-kbd"
 SETTINGS = ReaderSettings(type="keyboard", device=PATH, poll_interval=0.02)
@@ -423,7 +424,7 @@ def test_close_releases_the_device(port):
 
 def test_missing_evdev_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "evdev", None)
-    with pytest.raises(KeyboardReaderError, match=r"python-evdev.*pip install 'kiosk\[keyboard\]'"):
+    with pytest.raises(ReaderUnavailable, match=r"python-evdev.*pip install 'kiosk\[keyboard\]'"):
         KeyboardReader(SETTINGS)
 
 

@@ -1,4 +1,4 @@
-"""The MFRC522 reader on the real mfrc522 library code, over the fake chip (kiosk.readers.fakespi).
+"""The MFRC522 reader on the real mfrc522 library code, over the fake chip (kiosk.sim.rc522).
 
 Most tests drive ``Mfrc522Reader.step()`` with a fake clock and no-op sleeps,
 advancing the clock by the delay each step asks for: the same schedule as
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import ReaderSettings
-from kiosk.readers import fakespi
+from kiosk.sim import rc522 as fakespi
 from kiosk.readers import mfrc522 as reader_mod
-from kiosk.readers.fakespi import CardState, FakeCard, FakeMfrc522
+from kiosk.sim.rc522 import CardState, FakeCard, FakeMfrc522
 from kiosk.readers.mfrc522 import BACKOFF_MAX, Mfrc522Reader, ReaderUnavailable
 
 UID4 = "04A1B2C3"
@@ -510,7 +510,7 @@ def test_taps_in_real_time(hw):
 
 
 def test_module_import_does_not_import_the_library():
-    code = ("import sys, kiosk.readers.mfrc522, kiosk.readers.fakespi; "
+    code = ("import sys, kiosk.readers.mfrc522, kiosk.sim.rc522; "
             "print(sorted(m for m in ('mfrc522', 'RPi', 'RPi.GPIO', 'spidev') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             cwd=Path(__file__).resolve().parent.parent)

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kiosk.rules import Badge, Kind, OpenClockIn, Rules, decide
+from kiosk.rules import Badge, TapKind, OpenClockIn, Rules, decide
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 RULES = Rules(debounce_seconds=3, min_session_seconds=60, max_session_hours=16)
@@ -18,85 +18,85 @@ def open_at(delta: timedelta, user="anna") -> OpenClockIn:
 
 def test_unknown_badge():
     out = decide("DEADBEEF", None, None, None, T0, RULES)
-    assert out.kind is Kind.UNKNOWN and out.username is None and not out.changes_state
+    assert out.kind is TapKind.UNKNOWN and out.username is None and not out.changes_state
 
 
 def test_disabled_badge_changes_nothing_even_with_open_clock_in():
     out = decide(ANNA.uid, Badge(ANNA.uid, "anna", enabled=False), open_at(timedelta(hours=2)), None, T0, RULES)
-    assert out.kind is Kind.DISABLED and not out.changes_state
+    assert out.kind is TapKind.DISABLED and not out.changes_state
 
 
 def test_first_tap_clocks_in():
     out = decide(ANNA.uid, ANNA, None, None, T0, RULES)
-    assert out.kind is Kind.CLOCK_IN and out.username == "anna" and out.at == T0 and out.stale is None
+    assert out.kind is TapKind.CLOCK_IN and out.username == "anna" and out.at == T0 and out.stale is None
 
 
 def test_clock_out_carries_session_start():
     out = decide(ANNA.uid, ANNA, open_at(timedelta(hours=8, minutes=29)), None, T0, RULES)
-    assert out.kind is Kind.CLOCK_OUT
+    assert out.kind is TapKind.CLOCK_OUT
     assert out.since == T0 - timedelta(hours=8, minutes=29)
     assert out.duration == timedelta(hours=8, minutes=29)
 
 
 @pytest.mark.parametrize("since_last, expected", [
-    (0.0, Kind.REPEAT), (2.999, Kind.REPEAT), (3.0, Kind.CLOCK_IN), (10.0, Kind.CLOCK_IN), (None, Kind.CLOCK_IN),
-    (-1.0, Kind.CLOCK_IN),  # impossible on a monotonic clock: never swallow a tap because of it
+    (0.0, TapKind.REPEAT), (2.999, TapKind.REPEAT), (3.0, TapKind.CLOCK_IN), (10.0, TapKind.CLOCK_IN), (None, TapKind.CLOCK_IN),
+    (-1.0, TapKind.CLOCK_IN),  # impossible on a monotonic clock: never swallow a tap because of it
 ])
 def test_debounce_boundaries(since_last, expected):
     assert decide(ANNA.uid, ANNA, None, since_last, T0, RULES).kind is expected
 
 
 def test_debounce_applies_to_unknown_badges_too():
-    assert decide("DEADBEEF", None, None, 1.0, T0, RULES).kind is Kind.REPEAT
+    assert decide("DEADBEEF", None, None, 1.0, T0, RULES).kind is TapKind.REPEAT
 
 
 def test_zero_debounce_means_no_debounce():
     rules = Rules(debounce_seconds=0, min_session_seconds=60)
-    assert decide(ANNA.uid, ANNA, None, 0.0, T0, rules).kind is Kind.CLOCK_IN
+    assert decide(ANNA.uid, ANNA, None, 0.0, T0, rules).kind is TapKind.CLOCK_IN
 
 
 @pytest.mark.parametrize("elapsed, expected", [
-    (timedelta(seconds=1), Kind.TOO_SOON), (timedelta(seconds=59.999), Kind.TOO_SOON),
-    (timedelta(seconds=60), Kind.CLOCK_OUT), (timedelta(hours=16), Kind.CLOCK_OUT),
+    (timedelta(seconds=1), TapKind.TOO_SOON), (timedelta(seconds=59.999), TapKind.TOO_SOON),
+    (timedelta(seconds=60), TapKind.CLOCK_OUT), (timedelta(hours=16), TapKind.CLOCK_OUT),
 ])
 def test_min_and_max_session_boundaries(elapsed, expected):
     out = decide(ANNA.uid, ANNA, open_at(elapsed), 100.0, T0, RULES)
     assert out.kind is expected
-    if expected is Kind.TOO_SOON:
+    if expected is TapKind.TOO_SOON:
         assert out.since == T0 - elapsed and not out.changes_state
 
 
 def test_zero_min_session_allows_immediate_clock_out_but_never_to_equal_from():
     rules = Rules(debounce_seconds=0, min_session_seconds=0)
-    assert decide(ANNA.uid, ANNA, open_at(timedelta(milliseconds=1)), None, T0, rules).kind is Kind.CLOCK_OUT
-    assert decide(ANNA.uid, ANNA, open_at(timedelta(0)), None, T0, rules).kind is Kind.TOO_SOON
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(milliseconds=1)), None, T0, rules).kind is TapKind.CLOCK_OUT
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(0)), None, T0, rules).kind is TapKind.TOO_SOON
     # shorter than the API's millisecond: from and to could be equal there
-    assert decide(ANNA.uid, ANNA, open_at(timedelta(microseconds=999)), None, T0, rules).kind is Kind.TOO_SOON
+    assert decide(ANNA.uid, ANNA, open_at(timedelta(microseconds=999)), None, T0, rules).kind is TapKind.TOO_SOON
 
 
 def test_clock_moved_backwards_never_produces_an_entry():
     rules = Rules(debounce_seconds=0, min_session_seconds=0)
     out = decide(ANNA.uid, ANNA, open_at(-timedelta(hours=1)), None, T0, rules)
-    assert out.kind is Kind.TOO_SOON
+    assert out.kind is TapKind.TOO_SOON
 
 
 def test_stale_clock_in_is_flagged_and_a_new_one_starts():
     stale = open_at(timedelta(hours=16, seconds=1))
     out = decide(ANNA.uid, ANNA, stale, None, T0, RULES)
-    assert out.kind is Kind.CLOCK_IN and out.stale == stale and out.at == T0
+    assert out.kind is TapKind.CLOCK_IN and out.stale == stale and out.at == T0
     assert out.since is None  # no invented end time for the forgotten session
     assert "16h" in out.message
 
 
 def test_repeat_checked_before_everything_else():
     out = decide(ANNA.uid, ANNA, open_at(timedelta(hours=2)), 0.5, T0, RULES)
-    assert out.kind is Kind.REPEAT and out.username == "anna"
+    assert out.kind is TapKind.REPEAT and out.username == "anna"
 
 
 def test_other_users_open_clock_in_is_irrelevant():
     # the caller looks up the open clock-in of the badge's user; decide trusts it
     out = decide(ANNA.uid, ANNA, None, None, T0, RULES)
-    assert out.kind is Kind.CLOCK_IN
+    assert out.kind is TapKind.CLOCK_IN
 
 
 def test_incomparable_times_never_swallow_a_clock_out():
@@ -104,8 +104,8 @@ def test_incomparable_times_never_swallow_a_clock_out():
     reboot: the difference is meaningless, so it is a clock-out, fixed when the clock syncs."""
     open_ = open_at(-timedelta(hours=3))  # "in the future" as the wrong clock sees it
     out = decide(ANNA.uid, ANNA, open_, None, T0, RULES, comparable=False)
-    assert out.kind is Kind.CLOCK_OUT and out.since == open_.since
-    assert decide(ANNA.uid, ANNA, open_, 0.5, T0, RULES, comparable=False).kind is Kind.REPEAT
+    assert out.kind is TapKind.CLOCK_OUT and out.since == open_.since
+    assert decide(ANNA.uid, ANNA, open_, 0.5, T0, RULES, comparable=False).kind is TapKind.REPEAT
 
 
 # ---------------------------------------------------------------- properties over all inputs
@@ -127,31 +127,31 @@ last_st = st.one_of(st.none(), st.floats(-5, 100))
 def test_decide_properties(badge, open_, since_last, rules, comparable):
     out = decide(ANNA.uid, badge, open_, since_last, T0, rules, comparable=comparable)
     repeat = since_last is not None and 0 <= since_last < rules.debounce_seconds
-    assert (out.kind is Kind.REPEAT) == repeat
+    assert (out.kind is TapKind.REPEAT) == repeat
     if repeat:
         return
     if badge is None:
-        assert out.kind is Kind.UNKNOWN
+        assert out.kind is TapKind.UNKNOWN
         return
     if not badge.enabled:
-        assert out.kind is Kind.DISABLED
+        assert out.kind is TapKind.DISABLED
         return
     assert out.username == "anna"
     if open_ is None:
-        assert out.kind is Kind.CLOCK_IN and out.stale is None
+        assert out.kind is TapKind.CLOCK_IN and out.stale is None
         return
     elapsed = (T0 - open_.since).total_seconds()
-    if out.kind is Kind.CLOCK_OUT:
+    if out.kind is TapKind.CLOCK_OUT:
         assert out.since == open_.since and out.at == T0
         if comparable:  # a queued entry is valid and within the session limits
             assert elapsed >= max(rules.min_session_seconds, 0.001)
         if comparable or open_.synced:
             assert elapsed <= rules.max_session_hours * 3600
-    elif out.kind is Kind.CLOCK_IN:  # stale; when incomparable only if surely so (see rules.decide)
+    elif out.kind is TapKind.CLOCK_IN:  # stale; when incomparable only if surely so (see rules.decide)
         assert out.stale == open_ and elapsed > rules.max_session_hours * 3600
         assert comparable or open_.synced
     else:
-        assert out.kind is Kind.TOO_SOON and comparable and not out.changes_state
+        assert out.kind is TapKind.TOO_SOON and comparable and not out.changes_state
         assert elapsed < max(rules.min_session_seconds, 0.001)
 
 
@@ -160,6 +160,6 @@ def test_incomparable_but_already_too_long_is_a_stale_clock_in():
     unsynced tap already past max_session_hours is surely a new day's clock-in."""
     friday = open_at(timedelta(hours=20))
     out = decide(ANNA.uid, ANNA, friday, None, T0, RULES, comparable=False)
-    assert out.kind is Kind.CLOCK_IN and out.stale == friday
+    assert out.kind is TapKind.CLOCK_IN and out.stale == friday
     unsynced_open = OpenClockIn("anna", T0 - timedelta(hours=20), synced=False, boot="b")
-    assert decide(ANNA.uid, ANNA, unsynced_open, None, T0, RULES, comparable=False).kind is Kind.CLOCK_OUT
+    assert decide(ANNA.uid, ANNA, unsynced_open, None, T0, RULES, comparable=False).kind is TapKind.CLOCK_OUT

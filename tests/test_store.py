@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kiosk import clock
-from kiosk.rules import Badge, Kind, OpenClockIn, Outcome, Rules, decide
+from kiosk.rules import Badge, TapKind, OpenClockIn, TapOutcome, Rules, decide
 from kiosk.store import SCHEMA_VERSION, Store, StoreError
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -70,10 +70,10 @@ def test_pickle_payload_is_not_executed(store, tmp_path):
 def test_clock_in_then_clock_out_queues_one_complete_entry(store):
     store.add_badge("04A1B2C3", "anna")
     out, entry_id = tap(store, "04A1B2C3", T0)
-    assert out.kind is Kind.CLOCK_IN and entry_id is None
+    assert out.kind is TapKind.CLOCK_IN and entry_id is None
     assert store.open_clock_in("anna") == OpenClockIn("anna", T0, "04A1B2C3")
     out, entry_id = tap(store, "04A1B2C3", T0 + timedelta(hours=8))
-    assert out.kind is Kind.CLOCK_OUT
+    assert out.kind is TapKind.CLOCK_OUT
     assert store.open_clock_in("anna") is None
     [entry] = store.outbox()
     assert entry["id"] == entry_id and entry["username"] == "anna"
@@ -87,18 +87,18 @@ def test_clock_out_is_one_transaction(store, tmp_path):
     """A failure inside the transaction leaves the open clock-in and no entry (rollback)."""
     store.add_badge("04A1B2C3", "anna")
     tap(store, "04A1B2C3", T0)
-    bogus = Outcome(Kind.CLOCK_OUT, "04A1B2C3", T0 + timedelta(hours=1), "anna", since=T0 - timedelta(hours=1))
+    bogus = TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", T0 + timedelta(hours=1), "anna", since=T0 - timedelta(hours=1))
     with pytest.raises(StoreError, match="changed under the tap"):
         store.record(bogus)
     assert store.open_clock_in("anna") is not None and store.outbox() == []
     # and the store still works after the rollback
-    assert tap(store, "04A1B2C3", T0 + timedelta(hours=1))[0].kind is Kind.CLOCK_OUT
+    assert tap(store, "04A1B2C3", T0 + timedelta(hours=1))[0].kind is TapKind.CLOCK_OUT
 
 
 def test_entry_with_to_not_after_from_is_refused(store):
     store.add_badge("04A1B2C3", "anna")
     tap(store, "04A1B2C3", T0)
-    bad = Outcome(Kind.CLOCK_OUT, "04A1B2C3", T0, "anna", since=T0)
+    bad = TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", T0, "anna", since=T0)
     with pytest.raises(StoreError, match="not after its start"):
         store.record(bad)
     assert store.outbox() == []
@@ -108,7 +108,7 @@ def test_stale_clock_in_flagged_and_replaced(store):
     store.add_badge("04A1B2C3", "anna")
     tap(store, "04A1B2C3", T0)
     out, _ = tap(store, "04A1B2C3", T0 + timedelta(hours=20))
-    assert out.kind is Kind.CLOCK_IN and out.stale is not None
+    assert out.kind is TapKind.CLOCK_IN and out.stale is not None
     [flag] = store.flagged()
     assert flag["username"] == "anna" and clock.from_iso(flag["since"]) == T0 and "16h" in flag["reason"]
     assert store.open_clock_in("anna").since == T0 + timedelta(hours=20)
@@ -117,7 +117,7 @@ def test_stale_clock_in_flagged_and_replaced(store):
 
 def test_non_state_outcomes_only_audit(store):
     out, _ = tap(store, "DEADBEEF", T0)
-    assert out.kind is Kind.UNKNOWN
+    assert out.kind is TapKind.UNKNOWN
     assert store.open_clock_ins() == [] and store.outbox() == []
     assert store.audit(limit=1)[0]["kind"] == "unknown"
 
@@ -189,9 +189,9 @@ def test_fix_unsynced_corrects_same_boot_and_flags_other_boot(store):
     store.add_badge("04D5E6F7", "ben")
     unsynced = clock.Stamp(T0, False, 1000.0, "boot-1")
     for uid, user in (("04A1B2C3", "anna"), ("04D5E6F7", "ben")):
-        store.record(Outcome(Kind.CLOCK_IN, uid, T0, user), unsynced)
+        store.record(TapOutcome(TapKind.CLOCK_IN, uid, T0, user), unsynced)
     later = clock.Stamp(T0 + timedelta(hours=1), False, 4600.0, "boot-1")
-    store.record(Outcome(Kind.CLOCK_OUT, "04A1B2C3", later.at, "anna", since=T0), later)
+    store.record(TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", later.at, "anna", since=T0), later)
     assert store.outbox()[0]["from_unsynced"]["boottime"] == 1000.0
     true_boot_start = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 
@@ -207,7 +207,7 @@ def test_fix_unsynced_corrects_same_boot_and_flags_other_boot(store):
     assert clock.from_iso(entry["to"]) == true_boot_start + timedelta(seconds=4600)
     assert store.open_clock_in("ben").since == true_boot_start + timedelta(seconds=1000)
     # a clock-in from a boot that ended before the clock synced cannot be fixed: review
-    store.record(Outcome(Kind.CLOCK_IN, "04A1B2C3", T0, "anna"), clock.Stamp(T0, False, 5.0, "boot-0"))
+    store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", T0, "anna"), clock.Stamp(T0, False, 5.0, "boot-0"))
     assert store.fix_unsynced(correct) == {"fixed": 0, "flagged": 1}
     assert store.open_clock_in("anna") is None and "true time unknown" in store.flagged()[0]["reason"]
 
@@ -288,8 +288,8 @@ def test_prune_removes_old_history_only(store, monkeypatch):
     monkeypatch.setattr(clock, "utcnow", lambda: old_now)
     for day in range(3):  # old history: audit lines and delivered entries from 2025
         start = old_now + timedelta(days=day)
-        store.record(Outcome(Kind.CLOCK_IN, "04A1B2C3", start, "anna"))
-        ident = store.record(Outcome(Kind.CLOCK_OUT, "04A1B2C3", start + timedelta(hours=1), "anna", since=start))
+        store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", start, "anna"))
+        ident = store.record(TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", start + timedelta(hours=1), "anna", since=start))
         if day < 2:
             store.mark_delivered(ident, day)
     monkeypatch.undo()
@@ -355,7 +355,7 @@ def test_corrected_entry_longer_than_a_session_is_flagged_not_sent(store):
     wrong = clock.Stamp(friday + timedelta(hours=1), False, 30.0, "boot-2")
     out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
                  comparable=False)
-    assert out.kind is Kind.CLOCK_OUT  # nothing told the kiosk yet that it is Monday
+    assert out.kind is TapKind.CLOCK_OUT  # nothing told the kiosk yet that it is Monday
     store.record(out, wrong)
     monday = datetime(2026, 3, 9, 8, tzinfo=UTC)
     assert store.fix_unsynced(lambda info: monday, 16 * 3600) == {"fixed": 0, "flagged": 1}

@@ -13,11 +13,11 @@ import requests
 
 from kiosk import clock, config
 from kiosk.config import ApiSettings
-from kiosk.emulator import Emulator
-from kiosk.timetrack import (
+from kiosk.sim.emulator import Emulator
+from kiosk.delivery.client import (
     InsecureURL,
     LookupFailed,
-    Outcome,
+    SendOutcome,
     TimeTrackClient,
     _classify_exception,
     _matches,
@@ -133,7 +133,7 @@ def test_the_client_applies_the_config_url_rules(url, insecure):
 
 def test_create_posts_the_entry_in_api_format(client, emu):
     result = client.create(entry(notes="front door"))
-    assert result.outcome is Outcome.DELIVERED and result.status == 201
+    assert result.outcome is SendOutcome.DELIVERED and result.status == 201
     [stored] = emu.entries()
     assert result.server_id == stored["ID"]
     assert stored["user"] == "anna" and stored["notes"] == "front door"
@@ -145,7 +145,7 @@ def test_create_posts_the_entry_in_api_format(client, emu):
 def test_create_accepts_any_2xx_with_or_without_body(client, emu, status, body):
     emu.set_faults(create_status=status, create_body=body)
     result = client.create(entry())
-    assert result.outcome is Outcome.DELIVERED and result.status == status
+    assert result.outcome is SendOutcome.DELIVERED and result.status == status
     assert result.server_id == (emu.entries()[0]["ID"] if body else None)
 
 
@@ -154,7 +154,7 @@ def test_local_timezone_setting_writes_wall_clock_time(emu, monkeypatch):
     time.tzset()
     try:
         with TimeTrackClient(settings(emu, timezone="local")) as c:
-            assert c.create(entry()).outcome is Outcome.DELIVERED
+            assert c.create(entry()).outcome is SendOutcome.DELIVERED
             assert emu.entries()[0]["from"] == "2026-03-02T08:59:58.123Z"  # UTC+1 in March
             assert c.find(entry()) == emu.entries()[0]["ID"]
     finally:
@@ -165,20 +165,20 @@ def test_local_timezone_setting_writes_wall_clock_time(emu, monkeypatch):
 def test_wrong_secret_is_auth(emu):
     with TimeTrackClient(settings(emu, secret="wrong")) as c:
         result = c.create(entry())
-    assert result.outcome is Outcome.AUTH and result.status == 401
+    assert result.outcome is SendOutcome.AUTH and result.status == 401
     assert emu.entries() == []
 
 
 def test_unknown_user_is_a_rejection_with_the_servers_reason(client):
     result = client.create(entry(user="ghost"))
-    assert result.outcome is Outcome.REJECTED and result.status == 400
+    assert result.outcome is SendOutcome.REJECTED and result.status == 400
     assert "Unknown user" in result.message and "ghost" in result.message
 
 
 def test_rate_limit_is_retry_with_retry_after(client, emu):
     emu.set_faults(rate_limit=1.0, retry_after=7)
     result = client.create(entry())
-    assert result.outcome is Outcome.RETRY and result.status == 429 and result.retry_after == 7
+    assert result.outcome is SendOutcome.RETRY and result.status == 429 and result.retry_after == 7
     assert not result.connectivity
 
 
@@ -189,14 +189,14 @@ def test_server_errors(client, emu):
     for i in range(40):
         r = client.create(entry(i))
         seen[r.status] = r.outcome
-    assert seen == {500: Outcome.AMBIGUOUS, 502: Outcome.AMBIGUOUS, 503: Outcome.RETRY}
+    assert seen == {500: SendOutcome.AMBIGUOUS, 502: SendOutcome.AMBIGUOUS, 503: SendOutcome.RETRY}
 
 
 def test_connection_refused_is_retry_not_sent():
     with TimeTrackClient(settings(base_url=f"http://127.0.0.1:{closed_port()}/api/v2/ext")) as c:
         result = c.create(entry())
-        assert result.outcome is Outcome.RETRY and result.connectivity and "not sent" in result.message
-        assert c.ping().outcome is Outcome.RETRY
+        assert result.outcome is SendOutcome.RETRY and result.connectivity and "not sent" in result.message
+        assert c.ping().outcome is SendOutcome.RETRY
         with pytest.raises(LookupFailed) as info:
             c.find(entry())
         assert info.value.result.connectivity
@@ -206,7 +206,7 @@ def test_tls_failure_is_not_sent(emu):
     """https:// to a plain-http port: the handshake fails before any request is sent."""
     with TimeTrackClient(settings(base_url=emu.url.replace("http://", "https://"))) as c:
         result = c.create(entry())
-    assert result.outcome is Outcome.RETRY and "TLS error (not sent)" in result.message
+    assert result.outcome is SendOutcome.RETRY and "TLS error (not sent)" in result.message
     assert emu.entries() == []
 
 
@@ -214,7 +214,7 @@ def test_tls_failure_is_not_sent(emu):
 def test_dropped_connection_is_ambiguous(client, emu, fault):
     emu.set_faults(**{fault: 1.0, "max_faults": 1})
     result = client.create(entry())
-    assert result.outcome is Outcome.AMBIGUOUS and result.status is None
+    assert result.outcome is SendOutcome.AMBIGUOUS and result.status is None
     assert len(emu.entries()) == (1 if fault == "drop_after_store" else 0)
     assert emu.stats()["by_method"] == {"POST": 1}  # urllib3 did not re-send it
 
@@ -223,7 +223,7 @@ def test_read_timeout_during_a_slow_body_is_ambiguous(emu):
     emu.set_faults(slow_body=2.0, max_faults=1)
     with TimeTrackClient(settings(emu, read_timeout=0.2)) as c:
         result = c.create(entry())
-    assert result.outcome is Outcome.AMBIGUOUS and "timeout" in result.message.lower()
+    assert result.outcome is SendOutcome.AMBIGUOUS and "timeout" in result.message.lower()
     assert len(emu.entries()) == 1
 
 
@@ -231,7 +231,7 @@ def test_read_timeout_before_any_answer_is_ambiguous(emu):
     emu.set_faults(latency=1.0, max_faults=1)
     with TimeTrackClient(settings(emu, read_timeout=0.2)) as c:
         result = c.create(entry())
-    assert result.outcome is Outcome.AMBIGUOUS and result.connectivity
+    assert result.outcome is SendOutcome.AMBIGUOUS and result.connectivity
 
 
 def test_a_post_is_sent_exactly_once_after_a_503(client, emu):
@@ -246,14 +246,14 @@ def test_connect_timeout_and_dns_failure_are_not_sent():
     from urllib3.exceptions import MaxRetryError, NameResolutionError, ProtocolError
 
     r = _classify_exception(requests.exceptions.ConnectTimeout("connect timed out"), sent_body=True)
-    assert r.outcome is Outcome.RETRY
+    assert r.outcome is SendOutcome.RETRY
     dns = MaxRetryError(None, "/", NameResolutionError("tt.example", None, OSError("no such host")))
-    assert _classify_exception(requests.exceptions.ConnectionError(dns), sent_body=True).outcome is Outcome.RETRY
+    assert _classify_exception(requests.exceptions.ConnectionError(dns), sent_body=True).outcome is SendOutcome.RETRY
     reset = ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
     assert _classify_exception(requests.exceptions.ConnectionError(reset), sent_body=True).outcome \
-        is Outcome.AMBIGUOUS
+        is SendOutcome.AMBIGUOUS
     assert _classify_exception(requests.exceptions.ChunkedEncodingError("cut"), sent_body=True).outcome \
-        is Outcome.AMBIGUOUS
+        is SendOutcome.AMBIGUOUS
 
 
 def test_retry_after_forms():
@@ -298,11 +298,11 @@ def test_find_raises_when_the_lookup_fails(client, emu):
     emu.set_faults(unauthorized=True)
     with pytest.raises(LookupFailed) as info:
         client.find(entry())
-    assert info.value.result.outcome is Outcome.AUTH
+    assert info.value.result.outcome is SendOutcome.AUTH
     emu.set_faults(error_rate=1.0)
     with pytest.raises(LookupFailed) as info:
         client.find(entry())
-    assert info.value.result.outcome is Outcome.RETRY
+    assert info.value.result.outcome is SendOutcome.RETRY
 
 
 @pytest.mark.parametrize("row", [
@@ -321,9 +321,9 @@ def test_row_matching_accepts_both_spellings_and_forms(row):
 
 
 def test_ping(client, emu):
-    assert client.ping().outcome is Outcome.OK
+    assert client.ping().outcome is SendOutcome.OK
     emu.set_faults(unauthorized=True)
-    assert client.ping().outcome is Outcome.AUTH
+    assert client.ping().outcome is SendOutcome.AUTH
     assert emu.stats()["by_method"] == {"GET": 2}
 
 
@@ -351,7 +351,7 @@ def test_results_never_carry_the_secret(emu):
     emu.set_credentials(KEY, "another")
     with TimeTrackClient(settings(emu)) as c:
         result = c.create(entry())
-    assert result.outcome is Outcome.AUTH
+    assert result.outcome is SendOutcome.AUTH
     assert SECRET not in repr(result)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from kiosk.rules import Outcome
+from kiosk.rules import TapOutcome
 
 
 class Health(enum.StrEnum):
@@ -29,7 +29,7 @@ class Status:
 class Feedback:
     """Base class and the "none" feedback: does nothing."""
 
-    def show(self, outcome: Outcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         """Signal a tap's outcome; must not block."""
 
     def set_status(self, status: Status) -> None:

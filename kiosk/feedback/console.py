@@ -13,11 +13,11 @@ from datetime import timedelta
 from typing import IO
 
 from kiosk.feedback import Feedback, Health, Status
-from kiosk.rules import Kind, Outcome
+from kiosk.rules import TapKind, TapOutcome
 
 _COLOURS = {
-    Kind.CLOCK_IN: "32", Kind.CLOCK_OUT: "36", Kind.TOO_SOON: "33", Kind.UNKNOWN: "31",
-    Kind.DISABLED: "31", Kind.INVALID: "31", Kind.ERROR: "1;31", Kind.REPEAT: "2",
+    TapKind.CLOCK_IN: "32", TapKind.CLOCK_OUT: "36", TapKind.TOO_SOON: "33", TapKind.UNKNOWN: "31",
+    TapKind.DISABLED: "31", TapKind.INVALID: "31", TapKind.ERROR: "1;31", TapKind.REPEAT: "2",
 }
 
 
@@ -30,27 +30,27 @@ def format_duration(delta: timedelta) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def describe(outcome: Outcome) -> str:
+def describe(outcome: TapOutcome) -> str:
     """The console line for an outcome (without colour)."""
     when = outcome.at.astimezone().strftime("%H:%M:%S")
     user = outcome.username or ""
     match outcome.kind:
-        case Kind.CLOCK_IN:
+        case TapKind.CLOCK_IN:
             line = f"IN  {user} {when}"
             if outcome.stale is not None:
                 line += f" (open clock-in since {outcome.stale.since.astimezone():%Y-%m-%d %H:%M} flagged for review)"
             return line
-        case Kind.CLOCK_OUT:
+        case TapKind.CLOCK_OUT:
             return f"OUT {user} {when} {format_duration(outcome.duration)}"
-        case Kind.TOO_SOON:
+        case TapKind.TOO_SOON:
             return f"TOO SOON {user}"
-        case Kind.REPEAT:
+        case TapKind.REPEAT:
             return f"REPEAT {outcome.uid} (ignored)"
-        case Kind.UNKNOWN:
+        case TapKind.UNKNOWN:
             return f"UNKNOWN {outcome.uid}"
-        case Kind.DISABLED:
+        case TapKind.DISABLED:
             return f"DISABLED {outcome.uid} {user}"
-        case Kind.INVALID:
+        case TapKind.INVALID:
             return f"INVALID {outcome.message}"
         case _:
             return f"ERROR {outcome.message}"
@@ -70,7 +70,7 @@ class ConsoleFeedback(Feedback):
             self.stream.write(text + "\n")
             self.stream.flush()
 
-    def show(self, outcome: Outcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         self._write(describe(outcome), _COLOURS.get(outcome.kind, ""))
 
     def set_status(self, status: Status) -> None:

@@ -43,8 +43,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from kiosk.exc import Cause, GpioUnavailable
 from kiosk.feedback import Feedback, Health, Status
-from kiosk.rules import Kind, Outcome
+from kiosk.rules import TapKind, TapOutcome
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +107,14 @@ _UNKNOWN = _pattern([(RED, 1.5)], [(TONE_LOW, 0.8)])
 _ERROR = _pattern([(RED, 0.1), (OFF, 0.1)] * 6, [(TONE_MID, 0.1), (None, 0.1)] * 3)
 
 #: Tap patterns by outcome; a kind that is missing (REPEAT) shows nothing.
-PATTERNS: dict[Kind, tuple[Step, ...]] = {
-    Kind.CLOCK_IN: _pattern([(GREEN, 1.0)], [(TONE_HIGH, 0.1)]),
-    Kind.CLOCK_OUT: _pattern([(GREEN, 0.3), (OFF, 0.2), (GREEN, 0.3)], [(TONE_HIGH, 0.1), (None, 0.4), (TONE_HIGH, 0.1)]),
-    Kind.TOO_SOON: _pattern([(RED, 0.15), (GREEN, 0.15)] * 3, [(TONE_LOW, 0.15), (None, 0.1), (TONE_LOW, 0.15)]),
-    Kind.UNKNOWN: _UNKNOWN,
-    Kind.DISABLED: _UNKNOWN,
-    Kind.INVALID: _UNKNOWN,
-    Kind.ERROR: _ERROR,
+PATTERNS: dict[TapKind, tuple[Step, ...]] = {
+    TapKind.CLOCK_IN: _pattern([(GREEN, 1.0)], [(TONE_HIGH, 0.1)]),
+    TapKind.CLOCK_OUT: _pattern([(GREEN, 0.3), (OFF, 0.2), (GREEN, 0.3)], [(TONE_HIGH, 0.1), (None, 0.4), (TONE_HIGH, 0.1)]),
+    TapKind.TOO_SOON: _pattern([(RED, 0.15), (GREEN, 0.15)] * 3, [(TONE_LOW, 0.15), (None, 0.1), (TONE_LOW, 0.15)]),
+    TapKind.UNKNOWN: _UNKNOWN,
+    TapKind.DISABLED: _UNKNOWN,
+    TapKind.INVALID: _UNKNOWN,
+    TapKind.ERROR: _ERROR,
 }
 #: Played once when the status turns to FAULT, before the fault sign.
 FAULT_ALERT = _ERROR
@@ -127,10 +128,6 @@ SIGNS: dict[Health, Sign] = {
 # ---------------------------------------------------------------- devices
 
 
-class GpioFeedbackError(RuntimeError):
-    """A feedback device could not be set up; the message names the pin."""
-
-
 def _open(what: str, pins: str, factory, *args, **kwargs):
     """Construct a gpiozero device, turning any failure into a clear message."""
     from gpiozero.exc import BadPinFactory, GPIOPinInUse
@@ -138,14 +135,16 @@ def _open(what: str, pins: str, factory, *args, **kwargs):
     try:
         return factory(*args, **kwargs)
     except BadPinFactory as exc:
-        reason = f"no GPIO access ({exc}): not a Raspberry Pi, or no pin library (lgpio) installed"
+        reason, cause = f"no GPIO access ({exc}): not a Raspberry Pi, or no pin library (lgpio) installed", Cause.NOT_A_PI
     except GPIOPinInUse as exc:
-        reason = f"pin already in use ({exc})"
+        reason, cause = f"pin already in use ({exc})", Cause.PIN_BUSY
     except PermissionError as exc:
-        reason = f"permission denied ({exc}): add the kiosk user to group gpio"
+        reason, cause = f"permission denied ({exc}): add the kiosk user to group gpio", Cause.PERMISSION
     except Exception as exc:  # pin libraries raise their own types (lgpio.error "GPIO busy", ...)
         reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
-    raise GpioFeedbackError(f"cannot set up the {what} on {pins} (BCM numbering): {reason}")
+        low = reason.lower()
+        cause = Cause.PIN_BUSY if "busy" in low or "in use" in low else Cause.PIN_SETUP
+    raise GpioUnavailable(f"cannot set up the {what} on {pins} (BCM numbering): {reason}", cause)
 
 
 class _NoLights:
@@ -280,7 +279,8 @@ def _check_pins(settings) -> None:
     for name in names:
         pin = getattr(settings, name)
         if pin in used:
-            raise GpioFeedbackError(f"feedback.{used[pin]} and feedback.{name} are both GPIO{pin}: each needs its own pin")
+            raise GpioUnavailable(f"feedback.{used[pin]} and feedback.{name} are both GPIO{pin}: each needs its own pin",
+                                      Cause.PIN_CONFLICT)
         used[pin] = name
 
 
@@ -293,7 +293,7 @@ class GpioFeedback(Feedback):
     ``pin_factory``: a gpiozero pin factory (tests pass a ``MockFactory``);
     None uses gpiozero's default. ``time_scale`` multiplies every duration
     (1.0 on a kiosk; tests and demos may speed patterns up).
-    Raises :class:`GpioFeedbackError` naming the pin if a device cannot be set up.
+    Raises :class:`~kiosk.exc.GpioUnavailable` naming the pin if a device cannot be set up.
     """
 
     def __init__(self, settings, *, pin_factory=None, time_scale: float = 1.0) -> None:
@@ -325,7 +325,7 @@ class GpioFeedback(Feedback):
 
     # -------------------------------------------------------- public
 
-    def show(self, outcome: Outcome) -> None:
+    def show(self, outcome: TapOutcome) -> None:
         steps = PATTERNS.get(outcome.kind)
         if steps is None:  # REPEAT: leave whatever runs alone
             return
@@ -333,7 +333,7 @@ class GpioFeedback(Feedback):
             if self._closing:
                 return
             self._pending = (str(outcome.kind), steps)
-            if outcome.kind == Kind.ERROR:
+            if outcome.kind == TapKind.ERROR:
                 self._alert = False  # the tap's own error sign says it
             self._idle.clear()
             self._cut.set()
@@ -345,7 +345,7 @@ class GpioFeedback(Feedback):
                 return
             old, self._status = self._status.health, status
             if status.health == Health.FAULT and old != Health.FAULT:
-                error_shown = Kind.ERROR in (self._playing, self._pending and self._pending[0])
+                error_shown = TapKind.ERROR in (self._playing, self._pending and self._pending[0])
                 self._alert = not error_shown
             elif status.health != Health.FAULT:
                 self._alert = False

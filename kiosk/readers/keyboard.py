@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from kiosk.exc import Cause, ReaderUnavailable
 from kiosk.readers import Reader
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,14 @@ log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 64  # longer input without Enter is not a badge: dropped
 
 
-class KeyboardReaderError(RuntimeError):
-    """The keyboard reader cannot work at all (python-evdev missing)."""
-
-
 def _import_evdev():
     try:
         import evdev
     except ImportError as exc:
-        raise KeyboardReaderError(
+        raise ReaderUnavailable(
             'reader.type = "keyboard" needs python-evdev, which is not installed: '
             "pip install 'kiosk[keyboard]' (or evdev>=1.6) in the kiosk's venv, "
-            f"or apt install python3-evdev ({exc})"
+            f"or apt install python3-evdev ({exc})", Cause.MISSING_PACKAGE
         ) from None
     return evdev
 

@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from kiosk.exc import Cause, HardwareError, ReaderUnavailable
 from kiosk.readers import Reader
 
 log = logging.getLogger("kiosk.reader")
@@ -98,12 +99,11 @@ BCM_TO_BOARD = {
 }
 
 
-class ReaderUnavailable(RuntimeError):
-    """The MFRC522 reader cannot be used on this machine; the message says why and what to do."""
-
-
-class ChipError(Exception):
+class ChipError(HardwareError):
     """The chip did not behave like a working MFRC522 (unplugged, reset, wedged)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, Cause.NOT_ANSWERING)
 
 
 def crc_a(data) -> int:
@@ -143,12 +143,12 @@ def _import_library():
         raise ReaderUnavailable(
             'reader.type = "mfrc522" needs a Raspberry Pi: importing the mfrc522 library failed '
             f"({exc.__class__.__name__}: {exc}). On a Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; "
-            'off a Pi use reader.type = "stdin" (tests and demos: kiosk.readers.fakespi)'
+            'off a Pi use reader.type = "stdin" (tests and demos: kiosk.sim.rc522)', Cause.NOT_A_PI
         ) from exc
     except ImportError as exc:
         raise ReaderUnavailable(
             'reader.type = "mfrc522" needs the mfrc522, spidev and RPi.GPIO packages (on a Raspberry Pi 5: '
-            f"rpi-lgpio in place of RPi.GPIO) in the kiosk's venv: {exc}"
+            f"rpi-lgpio in place of RPi.GPIO) in the kiosk's venv: {exc}", Cause.MISSING_PACKAGE
         ) from exc
     return lib, gpio
 
@@ -351,7 +351,8 @@ class Mfrc522Reader(Reader):
         pin_mode, pin = gpio.BCM, settings.reset_pin
         if gpio.getmode() == gpio.BOARD:  # someone chose physical numbering first: follow it
             if pin not in BCM_TO_BOARD:
-                raise ReaderUnavailable(f"reader.reset_pin = {pin}: BCM GPIO{pin} is not on the 40-pin header")
+                raise ReaderUnavailable(f"reader.reset_pin = {pin}: BCM GPIO{pin} is not on the 40-pin header",
+                                        Cause.PIN_SETUP)
             pin_mode, pin = gpio.BOARD, BCM_TO_BOARD[pin]
         device_path = f"/dev/spidev{self.bus}.{self.device}"
         try:
@@ -360,17 +361,18 @@ class Mfrc522Reader(Reader):
         except FileNotFoundError:
             raise ReaderUnavailable(
                 f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and check "
-                "reader.spi_bus / reader.spi_device") from None
+                "reader.spi_bus / reader.spi_device", Cause.DEVICE_MISSING) from None
         except PermissionError:
             raise ReaderUnavailable(
-                f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)") from None
+                f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)",
+                Cause.PERMISSION) from None
         except OSError as exc:
             raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
         except (RuntimeError, ValueError) as exc:  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
             raise ReaderUnavailable(
                 f"cannot set up the reset pin (reader.reset_pin = {settings.reset_pin}, BCM): {exc}. On a "
-                "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio"
-            ) from None
+                "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio",
+                Cause.PIN_SETUP) from None
         self._lock = threading.Lock()
         self._closed = False
         self._ready = False

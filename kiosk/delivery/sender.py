@@ -45,9 +45,10 @@ from typing import Any
 
 from kiosk import clock as clk
 from kiosk.config import ApiSettings
-from kiosk.timetrack import LookupFailed, Outcome, Result, TimeTrackClient
+from kiosk.exc import DeliveryError, SenderBusy
+from kiosk.delivery.client import LookupFailed, SendOutcome, SendResult, TimeTrackClient
 
-log = logging.getLogger("kiosk.sender")
+log = logging.getLogger("kiosk.delivery")
 
 INFLIGHT = "sender_inflight"  # status record: ids whose POST may be under way
 BATCH = 64  # entries per in-flight record
@@ -70,15 +71,7 @@ AUTH = "credentials rejected"
 BACKING_OFF = "backing off"
 NOT_CONFIGURED = "not configured"
 
-Progress = Callable[[dict, Result], None]
-
-
-class SenderError(Exception):
-    """The sender cannot deliver (API not configured, outbox held by another process)."""
-
-
-class SenderBusy(SenderError):
-    """Another process (normally the daemon) is delivering the outbox right now."""
+Progress = Callable[[dict, SendResult], None]
 
 
 def held(entry: dict) -> bool:
@@ -193,7 +186,7 @@ class Sender:
         synchronised yet), ``waiting`` (ambiguous entries whose lookup must wait
         until an earlier attempt has surely finished on the server), plus
         ``state`` (idle, or why it stopped) and ``error`` (the last failure's
-        message, or None). Raises :class:`SenderError` when the API is not
+        message, or None). Raises :class:`DeliveryError` when the API is not
         configured or unusable, :class:`SenderBusy` when another process holds
         the outbox for longer than ``lock_timeout`` seconds.
         Leaves the background thread's persisted status alone (the daemon owns it).
@@ -201,11 +194,11 @@ class Sender:
         with self._lock:
             api = self._pending_api or self._api
         if not api.configured:
-            raise SenderError("the TimeTrack API is not configured (api.base_url, api.key, api.secret)")
+            raise DeliveryError("the TimeTrack API is not configured (api.base_url, api.key, api.secret)")
         try:
             client = TimeTrackClient(api)
         except ValueError as exc:
-            raise SenderError(str(exc)) from None
+            raise DeliveryError(str(exc)) from None
         summary: dict[str, Any] = {"delivered": 0, "rejected": 0, "failed": 0, "remaining": 0, "held": 0,
                                    "waiting": 0, "state": IDLE, "error": None}
         try:
@@ -280,7 +273,7 @@ class Sender:
                 return self._next_probe - now
             result = client.ping()
             if not result.ok:
-                if result.outcome is not Outcome.AUTH:
+                if result.outcome is not SendOutcome.AUTH:
                     log.debug("credentials check inconclusive: %s", result.message)
                 self._next_probe = self._clock() + self._auth_probe_interval()
                 return self._next_probe - self._clock()
@@ -293,7 +286,7 @@ class Sender:
             if not woken and now < self._next_probe:
                 return min(self._next_probe, self._until) - now
             result = client.ping()
-            if result.outcome is Outcome.AUTH:
+            if result.outcome is SendOutcome.AUTH:
                 self._enter_auth(result)
                 return self._next_probe - self._clock()
             if not result.ok:
@@ -471,12 +464,12 @@ class Sender:
                         "each is looked up before it is sent again", marked)
         self.store.set_status(INFLIGHT, {"ids": []})
 
-    def _deliver(self, client: TimeTrackClient, entry: dict) -> Result:
+    def _deliver(self, client: TimeTrackClient, entry: dict) -> SendResult:
         try:
             if not entry["username"] or clk.from_iso(entry["to"]) <= clk.from_iso(entry["from"]):
-                return Result(Outcome.REJECTED, None, "local check: no username, or the entry ends before it starts")
+                return SendResult(SendOutcome.REJECTED, None, "local check: no username, or the entry ends before it starts")
         except (KeyError, TypeError, ValueError) as exc:
-            return Result(Outcome.REJECTED, None, f"local check: malformed entry ({exc.__class__.__name__}: {exc})")
+            return SendResult(SendOutcome.REJECTED, None, f"local check: malformed entry ({exc.__class__.__name__}: {exc})")
         if entry.get("ambiguous"):
             try:
                 server_id = client.find(entry)
@@ -484,12 +477,12 @@ class Sender:
                 return exc.result  # unknown whether it exists: never POST now
             if server_id is not None:
                 log.info("entry %s is already in TimeTrack (ID %s): not sent again", entry["id"], server_id)
-                return Result(Outcome.DELIVERED, None, "found by lookup", server_id=server_id)
+                return SendResult(SendOutcome.DELIVERED, None, "found by lookup", server_id=server_id)
         return client.create(entry)
 
     # ------------------------------------------------------------ outcomes
 
-    def _handle(self, client: TimeTrackClient, entry: dict, result: Result, summary: dict | None) -> bool:
+    def _handle(self, client: TimeTrackClient, entry: dict, result: SendResult, summary: dict | None) -> bool:
         """Record one outcome; True when the round must stop."""
         flush = summary is not None
         entry_id = entry["id"]
@@ -503,7 +496,7 @@ class Sender:
             return False
         if flush:
             summary["error"] = result.message
-        if outcome is Outcome.REJECTED:
+        if outcome is SendOutcome.REJECTED:
             if result.status in (404, 405, 410) and not client.ping().ok:
                 # The collection itself is missing: a wrong base_url, not a bad entry.
                 message = f"{result.message}; the entry list is unreachable too: check api.base_url"
@@ -513,9 +506,9 @@ class Sender:
             log.warning("entry %s (%s) rejected by TimeTrack: %s", entry_id, entry.get("username"), result.message)
             self._success(entry_id, summary, "rejected")
             return False
-        if outcome is Outcome.AUTH:
+        if outcome is SendOutcome.AUTH:
             return self._stop_all(AUTH, result.message, summary, result=result)
-        if outcome is Outcome.RETRY and result.connectivity:
+        if outcome is SendOutcome.RETRY and result.connectivity:
             # Not sent, and nothing else will get through either: no attempt burned.
             return self._stop_all(OFFLINE, result.message, summary)
         # A server-side failure for this entry: 5xx, 408, 429, or a lost answer.
@@ -525,7 +518,7 @@ class Sender:
         if not throttled:  # a Retry-After is about the server, not this entry: no attempt burned
             changes["attempts"] = int(entry.get("attempts") or 0) + 1
             delay = self._backoff(changes["attempts"])
-        if outcome is Outcome.AMBIGUOUS:
+        if outcome is SendOutcome.AMBIGUOUS:
             changes.update(ambiguous=True, ambiguous_at=changes["last_attempt"])
             delay = max(delay, self._settle_time())
         if delay > 0:
@@ -561,7 +554,7 @@ class Sender:
         elif self._status["state"] != SENDING:
             self._publish(SENDING)
 
-    def _stop_all(self, state: str, message: str, summary: dict | None, *, result: Result | None = None,
+    def _stop_all(self, state: str, message: str, summary: dict | None, *, result: SendResult | None = None,
                   at_least: float | None = None, counted: bool = False) -> bool:
         """A failure that concerns every entry: stop the round and enter ``state``."""
         if summary is not None:
@@ -573,7 +566,7 @@ class Sender:
                 self._streak, self._streak_net = 0, True
             return True
         if state == AUTH:
-            self._enter_auth(result or Result(Outcome.AUTH, None, message))
+            self._enter_auth(result or SendResult(SendOutcome.AUTH, None, message))
         elif state == OFFLINE:
             self._enter_offline(message)
         else:
@@ -602,7 +595,7 @@ class Sender:
         probe = self._api.probe_interval
         return max(MIN_WAIT, probe * AUTH_PROBE_FACTOR if probe > 0 else self._api.backoff_max)
 
-    def _enter_auth(self, result: Result) -> None:
+    def _enter_auth(self, result: SendResult) -> None:
         with self._lock:
             self._mode = AUTH
             self._next_probe = self._clock() + self._auth_probe_interval()

@@ -53,7 +53,7 @@ __all__ = [
     "serve",
 ]
 
-log = logging.getLogger("kiosk.emulator")
+log = logging.getLogger("kiosk.sim.emulator")
 
 API_PREFIX = "/api/v2/ext"
 ATTENDANCES = API_PREFIX + "/attendances"

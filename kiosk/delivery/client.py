@@ -1,6 +1,6 @@
 """The TimeTrack API client (requests): create an attendance entry, look one up, probe.
 
-Every answer is classified into one :class:`Outcome`, because the sender's
+Every answer is classified into one :class:`SendOutcome`, because the sender's
 guarantees hang on telling them apart:
 
 - ``DELIVERED``: any 2xx to the POST; the server's id is read from the body when
@@ -47,9 +47,10 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 from kiosk import clock
-from kiosk.config import ApiSettings, InsecureURL, check_base_url  # InsecureURL: also kiosk.timetrack.InsecureURL
+from kiosk.config import ApiSettings, check_base_url
+from kiosk.exc import DeliveryError, InsecureURL
 
-log = logging.getLogger("kiosk.timetrack")
+log = logging.getLogger("kiosk.delivery.client")
 
 KEY_HEADER = "X-TimeTrack-Api-Key"
 SECRET_HEADER = "X-TimeTrack-Api-Secret"
@@ -60,7 +61,7 @@ MESSAGE_MAX = 300
 USER_AGENT = "kiosk-timetrack/0.1"
 
 
-class Outcome(enum.StrEnum):
+class SendOutcome(enum.StrEnum):
     OK = "ok"  # ping / list: the API answered 2xx
     DELIVERED = "delivered"
     AUTH = "auth"
@@ -70,10 +71,10 @@ class Outcome(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Result:
+class SendResult:
     """What one request came to. ``message`` is safe to log and store (no secret in it)."""
 
-    outcome: Outcome
+    outcome: SendOutcome
     status: int | None = None  # HTTP status, None when there was no answer
     message: str = ""
     server_id: Any = None  # DELIVERED: the id from the body, if any
@@ -82,13 +83,13 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.outcome in (Outcome.OK, Outcome.DELIVERED)
+        return self.outcome in (SendOutcome.OK, SendOutcome.DELIVERED)
 
 
-class LookupFailed(Exception):
+class LookupFailed(DeliveryError):
     """The filtered list could not be read: whether an entry exists is unknown."""
 
-    def __init__(self, result: Result):
+    def __init__(self, result: SendResult):
         super().__init__(result.message or str(result.outcome))
         self.result = result
 
@@ -178,7 +179,7 @@ class TimeTrackClient:
             body["notes"] = entry["notes"]
         return body
 
-    def create(self, entry: dict) -> Result:
+    def create(self, entry: dict) -> SendResult:
         """POST one attendance entry and classify the outcome (never raises for HTTP or network trouble)."""
         try:
             resp = self._request("POST", "/attendances", json=self.body(entry))
@@ -186,13 +187,13 @@ class TimeTrackClient:
             return _classify_exception(exc, sent_body=True)
         return _classify_response(resp, created=True)
 
-    def ping(self) -> Result:
+    def ping(self) -> SendResult:
         """A harmless authenticated GET (``/attendances?limit=1``): OK, AUTH, RETRY (no network) or other."""
         try:
             resp = self._request("GET", "/attendances", params={"limit": 1})
         except requests.RequestException as exc:
             r = _classify_exception(exc, sent_body=False)
-            return r if r.outcome is Outcome.RETRY else Result(Outcome.RETRY, None, r.message, connectivity=True)
+            return r if r.outcome is SendOutcome.RETRY else SendResult(SendOutcome.RETRY, None, r.message, connectivity=True)
         return _classify_response(resp, created=False)
 
     def find(self, entry: dict) -> Any:
@@ -219,21 +220,21 @@ class TimeTrackClient:
                 resp = self._request("GET", "/attendances", params=params)
             except requests.RequestException as exc:
                 r = _classify_exception(exc, sent_body=False)
-                raise LookupFailed(Result(r.outcome if r.outcome is not Outcome.AMBIGUOUS else Outcome.RETRY,
+                raise LookupFailed(SendResult(r.outcome if r.outcome is not SendOutcome.AMBIGUOUS else SendOutcome.RETRY,
                                           None, f"lookup: {r.message}", connectivity=r.connectivity)) from None
             if not 200 <= resp.status_code < 300:
                 r = _classify_response(resp, created=False)
                 # A refused lookup says nothing about the entry: never a rejection.
-                outcome = Outcome.AUTH if r.outcome is Outcome.AUTH else Outcome.RETRY
-                raise LookupFailed(Result(outcome, r.status, f"lookup: {r.message}", retry_after=r.retry_after))
+                outcome = SendOutcome.AUTH if r.outcome is SendOutcome.AUTH else SendOutcome.RETRY
+                raise LookupFailed(SendResult(outcome, r.status, f"lookup: {r.message}", retry_after=r.retry_after))
             try:
                 rows = resp.json()
             except ValueError:
-                raise LookupFailed(Result(Outcome.RETRY, resp.status_code, "lookup: answer is not JSON")) from None
+                raise LookupFailed(SendResult(SendOutcome.RETRY, resp.status_code, "lookup: answer is not JSON")) from None
             if isinstance(rows, dict):  # tolerate a wrapped list
                 rows = next((v for v in rows.values() if isinstance(v, list)), None)
             if not isinstance(rows, list):
-                raise LookupFailed(Result(Outcome.RETRY, resp.status_code, "lookup: answer is not a list"))
+                raise LookupFailed(SendResult(SendOutcome.RETRY, resp.status_code, "lookup: answer is not a list"))
             for row in rows:
                 if isinstance(row, dict) and _matches(row, username, start, end, self.zone):
                     ident = row.get("ID", row.get("id"))
@@ -241,69 +242,69 @@ class TimeTrackClient:
             if len(rows) != self.page_limit:  # the last page (or the server ignores limit)
                 return None
             if rows == previous:
-                raise LookupFailed(Result(Outcome.RETRY, resp.status_code,
+                raise LookupFailed(SendResult(SendOutcome.RETRY, resp.status_code,
                                           "lookup: the server ignores page_number; cannot read the whole list"))
             previous = rows
-        raise LookupFailed(Result(Outcome.RETRY, None, f"lookup: more than {MAX_PAGES} pages of entries"))
+        raise LookupFailed(SendResult(SendOutcome.RETRY, None, f"lookup: more than {MAX_PAGES} pages of entries"))
 
 
 # ---------------------------------------------------------------- classification
 
 
-def _classify_response(resp: requests.Response, *, created: bool) -> Result:
+def _classify_response(resp: requests.Response, *, created: bool) -> SendResult:
     status = resp.status_code
     if 200 <= status < 300:
         if not created:
-            return Result(Outcome.OK, status)
-        return Result(Outcome.DELIVERED, status, server_id=_server_id(resp))
+            return SendResult(SendOutcome.OK, status)
+        return SendResult(SendOutcome.DELIVERED, status, server_id=_server_id(resp))
     message = f"HTTP {status}: {_error_text(resp)}"
     if status in (401, 403):
-        return Result(Outcome.AUTH, status, message)
+        return SendResult(SendOutcome.AUTH, status, message)
     if status in (408, 429):
-        return Result(Outcome.RETRY, status, message, retry_after=_retry_after(resp))
+        return SendResult(SendOutcome.RETRY, status, message, retry_after=_retry_after(resp))
     if 400 <= status < 500:
-        return Result(Outcome.REJECTED, status, message)
+        return SendResult(SendOutcome.REJECTED, status, message)
     if status in (501, 503):  # not implemented / unavailable: the request was not processed
-        return Result(Outcome.RETRY, status, message, retry_after=_retry_after(resp))
+        return SendResult(SendOutcome.RETRY, status, message, retry_after=_retry_after(resp))
     if status >= 500:
         # A gateway (502/504) or a handler failing after the insert (500) may answer
         # an error for an entry that was stored: treat it like a lost answer.
         if created:
-            return Result(Outcome.AMBIGUOUS, status, message, retry_after=_retry_after(resp))
-        return Result(Outcome.RETRY, status, message, retry_after=_retry_after(resp))
+            return SendResult(SendOutcome.AMBIGUOUS, status, message, retry_after=_retry_after(resp))
+        return SendResult(SendOutcome.RETRY, status, message, retry_after=_retry_after(resp))
     # 1xx/3xx: a redirect means a wrong base_url (or http->https); nothing was created.
     where = resp.headers.get("Location", "")
-    return Result(Outcome.RETRY, status, f"HTTP {status}: unexpected redirect{' to ' + where if where else ''}"
+    return SendResult(SendOutcome.RETRY, status, f"HTTP {status}: unexpected redirect{' to ' + where if where else ''}"
                   " (check api.base_url)")
 
 
-def _classify_exception(exc: requests.RequestException, *, sent_body: bool) -> Result:
+def _classify_exception(exc: requests.RequestException, *, sent_body: bool) -> SendResult:
     name = type(exc).__name__
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return Result(Outcome.RETRY, None, "connect timeout (not sent)", connectivity=True)
+        return SendResult(SendOutcome.RETRY, None, "connect timeout (not sent)", connectivity=True)
     if isinstance(exc, requests.exceptions.SSLError):
         # The handshake comes before the request: nothing was sent.
-        return Result(Outcome.RETRY, None, f"TLS error (not sent): {_reason(exc)}", connectivity=True)
+        return SendResult(SendOutcome.RETRY, None, f"TLS error (not sent): {_reason(exc)}", connectivity=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return Result(Outcome.AMBIGUOUS, None, "read timeout: no answer in time", connectivity=True)
+        return SendResult(SendOutcome.AMBIGUOUS, None, "read timeout: no answer in time", connectivity=True)
     if isinstance(exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-        return Result(Outcome.AMBIGUOUS, None, f"answer cut short ({name})", connectivity=True)
+        return SendResult(SendOutcome.AMBIGUOUS, None, f"answer cut short ({name})", connectivity=True)
     if isinstance(exc, requests.exceptions.ConnectionError):
         reason = exc.args[0] if exc.args else None
         if isinstance(reason, MaxRetryError):
             reason = reason.reason
         # NewConnectionError covers refused connections and DNS failures (NameResolutionError).
         if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-            return Result(Outcome.RETRY, None, f"cannot connect (not sent): {_reason(exc)}", connectivity=True)
+            return SendResult(SendOutcome.RETRY, None, f"cannot connect (not sent): {_reason(exc)}", connectivity=True)
         # Reset, closed without answer, timeout while reading the body: after sending.
-        outcome = Outcome.AMBIGUOUS if sent_body else Outcome.RETRY
-        return Result(outcome, None, f"connection lost: {_reason(exc)}", connectivity=True)
+        outcome = SendOutcome.AMBIGUOUS if sent_body else SendOutcome.RETRY
+        return SendResult(outcome, None, f"connection lost: {_reason(exc)}", connectivity=True)
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader,
                         requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                         requests.exceptions.TooManyRedirects)):
-        return Result(Outcome.RETRY, None, f"request not sent: {name}")
+        return SendResult(SendOutcome.RETRY, None, f"request not sent: {name}")
     # Anything else: we cannot tell whether it was sent; assume it may have been.
-    return Result(Outcome.AMBIGUOUS if sent_body else Outcome.RETRY, None, f"request failed: {name}")
+    return SendResult(SendOutcome.AMBIGUOUS if sent_body else SendOutcome.RETRY, None, f"request failed: {name}")
 
 
 def _reason(exc: BaseException) -> str:

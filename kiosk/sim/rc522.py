@@ -4,7 +4,7 @@ Shipped in the package, like gpiozero's MockFactory, so tests, the benchmark and
 demos run the *real* ``mfrc522`` library (and :mod:`kiosk.readers.mfrc522`) over
 a simulated chip on any machine::
 
-    from kiosk.readers import fakespi
+    from kiosk.sim import rc522 as fakespi
 
     card = fakespi.FakeCard("04A1B2C3D4E580")          # 4-, 7- or 10-byte UID
     with fakespi.installed() as hw:                     # fake spidev + RPi.GPIO in sys.modules
@@ -765,7 +765,7 @@ class FakeGPIO(types.ModuleType):
                 "RAM": "1G", "REVISION": "fake"}
 
     def __init__(self, hardware: FakeHardware | None = None) -> None:
-        super().__init__("RPi.GPIO", "Fake RPi.GPIO (kiosk.readers.fakespi)")
+        super().__init__("RPi.GPIO", "Fake RPi.GPIO (kiosk.sim.rc522)")
         self._hardware = hardware
         self._mode: int | None = None
         self._pins: dict[int, dict] = {}  # bcm -> {"direction", "level", "pull"}
@@ -878,9 +878,9 @@ class FakeHardware:
         self.gpio = FakeGPIO(self)
         self.chips: dict[tuple[int, int], FakeMfrc522] = {}
         self.reset_pins: dict[int, FakeMfrc522] = {}  # BCM pin -> chip
-        self.spidev = types.ModuleType("spidev", "Fake spidev (kiosk.readers.fakespi)")
+        self.spidev = types.ModuleType("spidev", "Fake spidev (kiosk.sim.rc522)")
         self.spidev.SpiDev = type("SpiDev", (FakeSpiDev,), {"hardware": self})
-        self.rpi = types.ModuleType("RPi", "Fake RPi package (kiosk.readers.fakespi)")
+        self.rpi = types.ModuleType("RPi", "Fake RPi package (kiosk.sim.rc522)")
         self.rpi.__path__ = []  # a package, so "import RPi.GPIO" works
         self.rpi.GPIO = self.gpio
 
