@@ -58,6 +58,11 @@ def parse(text: str, decimal_byte_order: str = "little") -> str:
     return _canonical(bytes.fromhex(body), raw)
 
 
+def from_bytes(data: bytes) -> str:
+    """The canonical id of UID bytes read by a hardware reader (no guessing: bytes are bytes)."""
+    return _canonical(bytes(data), bytes(data).hex().upper())
+
+
 def _from_decimal(digits: str, order: str) -> str:
     value = int(digits)
     if len(digits) == 10 and value < 2**32:

@@ -17,8 +17,9 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from kiosk import badges, clock, config, feedback as feedback_mod, readers, service
+from kiosk import badges, clock, config, feedback as feedback_mod, readers, service, text
 from kiosk.clock import Clock
+from kiosk.exc import BadgeIdError
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.readers import Reader
 from kiosk.rules import TapKind, TapOutcome, decide
@@ -61,7 +62,7 @@ class Daemon:
 
     # ------------------------------------------------------------ taps
 
-    def handle(self, raw: str) -> TapOutcome:
+    def handle(self, raw: str | bytes) -> TapOutcome:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
         self._busy_since = time.monotonic()
         try:
@@ -71,12 +72,16 @@ class Daemon:
         finally:
             self._busy_since = None
 
-    def _handle_stamped(self, raw: str, stamp) -> TapOutcome:
+    def _handle_stamped(self, raw: str | bytes, stamp) -> TapOutcome:
         mono = time.monotonic()
         try:
-            uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
-        except badges.BadgeIdError as exc:
-            outcome = TapOutcome(TapKind.INVALID, raw[:64], stamp.at, message=str(exc))
+            if isinstance(raw, bytes | bytearray):  # a hardware reader: UID bytes, nothing to guess
+                uid = badges.from_bytes(raw)
+            else:
+                uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
+        except BadgeIdError as exc:
+            shown = raw.hex().upper() if isinstance(raw, bytes | bytearray) else raw
+            outcome = TapOutcome(TapKind.INVALID, text.escape(shown, limit=64), stamp.at, message=str(exc))
             self._commit(outcome, stamp)
             return outcome
         try:
