@@ -62,7 +62,7 @@ class Daemon:
 
     # ------------------------------------------------------------ taps
 
-    def handle(self, raw: str | bytes) -> TapOutcome:
+    def handle(self, raw: str | bytes | readers.Invalid) -> TapOutcome:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
         self._busy_since = time.monotonic()
         try:
@@ -72,16 +72,21 @@ class Daemon:
         finally:
             self._busy_since = None
 
-    def _handle_stamped(self, raw: str | bytes, stamp) -> TapOutcome:
+    def _handle_stamped(self, raw: str | bytes | readers.Invalid, stamp) -> TapOutcome:
         mono = time.monotonic()
         try:
+            if isinstance(raw, readers.Invalid):  # the reader refused it already (e.g. too long)
+                raise BadgeIdError(raw.reason)
             if isinstance(raw, bytes | bytearray):  # a hardware reader: UID bytes, nothing to guess
                 uid = badges.from_bytes(raw)
             else:
                 uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
         except BadgeIdError as exc:
-            shown = raw.hex().upper() if isinstance(raw, bytes | bytearray) else raw
-            outcome = TapOutcome(TapKind.INVALID, text.escape(shown, limit=64), stamp.at, message=str(exc))
+            if isinstance(raw, readers.Invalid):
+                shown = raw.shown
+            else:
+                shown = text.escape(raw.hex().upper() if isinstance(raw, bytes | bytearray) else raw, limit=64)
+            outcome = TapOutcome(TapKind.INVALID, shown, stamp.at, message=str(exc))
             self._commit(outcome, stamp)
             return outcome
         try:

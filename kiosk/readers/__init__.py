@@ -1,9 +1,15 @@
 """Badge readers: sources of taps.
 
-A reader yields one string per tap from ``taps(stop)`` until ``stop`` is set or
-its input ends. Hardware readers yield canonical badge ids (uppercase hex UID
-bytes); text readers (stdin) yield what was typed, and the daemon parses it with
-:func:`kiosk.badges.parse`. A reader reports its own health (e.g. "reader not
+A reader yields one item per tap from ``taps(stop)`` until ``stop`` is set or
+its input ends:
+
+- ``bytes``: the UID bytes, from a reader that reads bytes (the RC522); nothing
+  is guessed, :func:`kiosk.badges.from_bytes` makes the canonical id;
+- ``str``: what a text reader (stdin, a keyboard-wedge reader) received, which
+  the daemon parses with :func:`kiosk.badges.parse`;
+- :class:`Invalid`: input the reader itself refused (a line over its length
+  cap, undecodable bytes); the daemon records one ``INVALID`` tap for it.
+ A reader reports its own health (e.g. "reader not
 answering") through ``on_health(ok, message)`` so the daemon can show it.
 """
 
@@ -11,6 +17,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Reader input that is not a badge id, already judged by the reader.
+
+    ``shown`` is a short, escaped rendering for the audit log and the console
+    (never the whole input); ``reason`` says what was wrong with it.
+    """
+
+    shown: str
+    reason: str
 
 
 class Reader:
@@ -28,7 +47,7 @@ class Reader:
             self.healthy, self.health_message = ok, message
             self.on_health(ok, message)
 
-    def taps(self, stop: threading.Event) -> Iterator[str]:
+    def taps(self, stop: threading.Event) -> Iterator[bytes | str | Invalid]:
         raise NotImplementedError
 
     def close(self) -> None:
