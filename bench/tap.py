@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiosk import config  # noqa: E402
-from kiosk.daemon import Daemon  # noqa: E402
+from kiosk.app import build  # noqa: E402
 from kiosk.sim.emulator import Emulator  # noqa: E402
 from kiosk.feedback import Feedback  # noqa: E402
 from kiosk.readers.stdin import StdinReader  # noqa: E402
@@ -43,7 +43,7 @@ def measure(base_url: str, taps: int, workdir: Path) -> list[float]:
     with Store(settings.store_path) as store:
         for i, uid in enumerate(USERS):
             store.add_badge(uid, f"user{i}")
-    daemon = Daemon(settings, reader=StdinReader(open("/dev/null")), feedback=Feedback())
+    daemon = build(settings, reader=StdinReader(open("/dev/null")), feedback=Feedback())
     daemon.sender.start()
     times = []
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from kiosk.model import Stamp, from_iso, to_iso  # noqa: F401 - the storage form, re-exported
 
 API_FORMAT = "%Y-%m-%dT%H:%M:%S"
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
@@ -19,16 +20,6 @@ BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def to_iso(dt: datetime) -> str:
-    """Storage form: ISO 8601 UTC with microseconds (lossless round trip)."""
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def from_iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def to_api(dt: datetime, zone: str = "UTC") -> str:
@@ -66,22 +57,6 @@ def boot_id() -> str:
             return fh.read().strip()
     except OSError:
         return ""
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """A moment as the kiosk saw it: wall time, plus what is needed to fix it later."""
-
-    at: datetime
-    synced: bool
-    boottime: float
-    boot: str
-
-    def to_dict(self) -> dict:
-        d = {"at": to_iso(self.at)}
-        if not self.synced:
-            d.update(unsynced=True, boottime=self.boottime, boot=self.boot)
-        return d
 
 
 class Clock:

@@ -1,10 +1,15 @@
-"""The daemon: wiring, threads, signals, systemd readiness and watchdog.
+"""The daemon: threads, signals, systemd readiness and watchdog, around parts it is given.
+
+The parts (store, clock, sender, reader, feedback) are built by
+:func:`kiosk.app.build` from the settings; the daemon only runs them.
 
 Threads: the reader thread turns each tap into a decision, a durable commit
 and feedback, in that order, and never touches the network; the sender thread
-delivers the outbox; the main thread handles signals, SIGHUP reloads, clock
-synchronisation and the watchdog. SIGTERM/SIGINT (or the end of stdin input)
-let the tap in hand finish, then everything stops and the exit code is 0.
+delivers the outbox on its own store connection; the main thread handles
+signals (through :class:`kiosk.signals.SignalBox`: handlers only record, the
+loop acts), SIGHUP reloads, clock correction, store identity and the watchdog.
+SIGTERM/SIGINT (or the end of stdin input) let the tap in hand finish, then
+everything stops and the exit code is 0.
 """
 
 from __future__ import annotations
@@ -17,45 +22,52 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from kiosk import badges, clock, config, feedback as feedback_mod, readers, service, text
+from kiosk import badges, clock as clock_mod, config, readers, service, text
 from kiosk.clock import Clock
-from kiosk.exc import BadgeIdError
+from kiosk.delivery.sender import Sender
+from kiosk.exc import BadgeIdError, StoreError
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.readers import Reader
 from kiosk.rules import TapKind, TapOutcome, decide
-from kiosk.delivery.sender import Sender
+from kiosk.signals import SignalBox
 from kiosk.store import Store
 
 log = logging.getLogger("kiosk.daemon")
 STUCK_TAP_SECONDS = 30.0  # a tap still in progress after this stops the watchdog pings: systemd restarts us
 PRUNE_EVERY = 24 * 3600.0
+CORRECTION_BUDGET = 0.2  # seconds of held-entry correction per main-loop turn; taps interleave between batches
 
 
 class Daemon:
-    def __init__(self, settings: config.Settings, *, reader: Reader | None = None,
-                 feedback: Feedback | None = None, reader_kwargs: dict | None = None,
-                 feedback_kwargs: dict | None = None, tick: float = 1.0,
-                 drain_seconds: float = 0.0):
+    """Runs the kiosk: ``Daemon(settings, store=, clock=, sender=, reader=, feedback=).run()``.
+
+    ``tick``: seconds between housekeeping turns. ``drain_seconds``: at the end,
+    give the sender this long to empty the queue (the demo). ``stuck_after``: a
+    tap still in progress after this many seconds stops the watchdog pings.
+    """
+
+    def __init__(self, settings: config.Settings, *, store: Store, clock: Clock, sender: Sender, reader: Reader,
+                 feedback: Feedback, tick: float = 1.0, drain_seconds: float = 0.0,
+                 stuck_after: float = STUCK_TAP_SECONDS):
         self.settings = settings
+        self.store, self.clock, self.sender, self.reader, self.feedback = store, clock, sender, reader, feedback
+        self.rules = settings.rules
         self.stop_event = threading.Event()
         self.exit_code = 0
         self.tick = tick
-        self.drain_seconds = drain_seconds  # demo: let the sender empty the queue before exit
-        self.clock = Clock(settings.clock.sync_file)
-        self.rules = settings.rules
-        self.store = Store(settings.store_path)
-        self.reader = reader or readers.create(settings.reader, **(reader_kwargs or {}))
-        self.feedback = feedback or feedback_mod.create(settings.feedback, **(feedback_kwargs or {}))
-        self.sender = Sender(self.store, settings.api, on_status=self._on_sender_status)
+        self.drain_seconds = drain_seconds
+        self.stuck_after = stuck_after
+        self.signals = SignalBox()
+        self.reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
         self.reader.on_health = self._on_reader_health
+        self.sender.on_status = self._on_sender_status
         self._last_seen: dict[str, float] = {}
         self._faults: dict[str, str] = {}
         self._backlog = False
         self._status_lock = threading.Lock()
-        self._reload = threading.Event()
-        self._kick = threading.Event()  # wakes the main loop
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
+        self._held_left = 0  # held entries still to correct once the clock is trusted
         self._clock_lock = threading.RLock()
         self._busy_since: float | None = None  # a tap in progress since (monotonic)
         self._next_prune = 0.0
@@ -66,7 +78,7 @@ class Daemon:
         """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
         self._busy_since = time.monotonic()
         try:
-            # The clock lock spans stamp to commit: a correction of unsynced stamps can't slip in between.
+            # The clock lock spans stamp to commit: a correction of untrusted stamps can't slip in between.
             with self._clock_lock:
                 return self._handle_stamped(raw, self.clock.stamp())
         finally:
@@ -75,56 +87,60 @@ class Daemon:
     def _handle_stamped(self, raw: str | bytes | readers.Invalid, stamp) -> TapOutcome:
         mono = time.monotonic()
         try:
-            if isinstance(raw, readers.Invalid):  # the reader refused it already (e.g. too long)
-                raise BadgeIdError(raw.reason)
-            if isinstance(raw, bytes | bytearray):  # a hardware reader: UID bytes, nothing to guess
-                uid = badges.from_bytes(raw)
-            else:
-                uid = badges.parse(raw, self.settings.badges.decimal_byte_order)
+            uid = self._parse(raw)
         except BadgeIdError as exc:
             if isinstance(raw, readers.Invalid):
                 shown = raw.shown
             else:
                 shown = text.escape(raw.hex().upper() if isinstance(raw, bytes | bytearray) else raw, limit=64)
-            outcome = TapOutcome(TapKind.INVALID, shown, stamp.at, message=str(exc))
-            self._commit(outcome, stamp)
-            return outcome
+            outcome = TapOutcome(TapKind.INVALID, shown, stamp.at, message=text.escape(str(exc), limit=200))
+            return self._commit(outcome, stamp)
         try:
-            if stamp.synced and self._was_synced is False:
-                self._check_clock()  # correct earlier stamps before comparing with them
             badge = self.store.badge(uid)
-            open_ = self.store.open_clock_in(badge.username) if badge else None
+            opened = self.store.open_clock_in(badge.username) if badge else None
             last = self._last_seen.get(uid)
-            comparable = open_ is None or (
-                (open_.synced and stamp.synced) or (not open_.synced and not stamp.synced and open_.boot == stamp.boot))
-            outcome = decide(uid, badge, open_, None if last is None else mono - last, stamp.at, self.rules,
-                             comparable=comparable)
+            outcome = decide(uid, badge, opened, None if last is None else mono - last, stamp, self.rules)
         except Exception as exc:
             log.exception("cannot read the store for tap %s", uid)
-            outcome = TapOutcome(TapKind.ERROR, uid, stamp.at, message=f"store error: {exc}")
-            self.feedback.show(outcome)
-            return outcome
+            return self._error(TapOutcome(TapKind.ERROR, uid, stamp.at), f"store error: {exc}")
         outcome = self._commit(outcome, stamp)
         if outcome.kind is not TapKind.ERROR:  # a tap that was not recorded may be repeated at once
             self._last_seen[uid] = mono
+        return outcome
+
+    def _parse(self, raw: str | bytes | readers.Invalid) -> str:
+        if isinstance(raw, readers.Invalid):  # the reader refused it already (e.g. too long)
+            raise BadgeIdError(raw.reason)
+        if isinstance(raw, bytes | bytearray):  # a hardware reader: UID bytes, nothing to guess
+            return badges.from_bytes(raw)
+        return badges.parse(raw, self.settings.badges.decimal_byte_order)
+
+    def _error(self, outcome: TapOutcome, message: str) -> TapOutcome:
+        outcome = replace(outcome, kind=TapKind.ERROR, message=message)
+        self.feedback.show(outcome)
+        log.error("tap %s not recorded: %s", outcome.uid, message,
+                  extra={"KIOSK_OUTCOME": "error", "KIOSK_BADGE": outcome.uid})
         return outcome
 
     def _commit(self, outcome: TapOutcome, stamp) -> TapOutcome:
         name = self.settings.kiosk.name
         try:
             entry_id = self.store.record(outcome, stamp, notes=f"kiosk: {name}", kiosk=name)
-        except Exception as exc:
-            log.exception("cannot record tap %s (%s)", outcome.uid, outcome.kind)
+        except Exception as exc:  # StoreError (disk full, file gone, busy) or a bug: never a dead reader
+            if not isinstance(exc, StoreError):
+                log.exception("cannot record tap %s (%s)", outcome.uid, outcome.kind)
             self._set_fault("store", f"store error: {exc}")
-            outcome = TapOutcome(TapKind.ERROR, outcome.uid, outcome.at, outcome.username, message=f"not recorded: {exc}")
-            self.feedback.show(outcome)
-            return outcome
+            return self._error(outcome, f"not recorded: {exc}")
         self._set_fault("store", None)
         self.feedback.show(outcome)  # only now: the tap is on disk
         log.info("tap %s %s %s%s", outcome.uid, outcome.kind, outcome.username or "-",
-                 f" entry {entry_id}" if entry_id else "")
+                 f" entry {entry_id}" if entry_id else "",
+                 extra={"KIOSK_OUTCOME": str(outcome.kind), "KIOSK_BADGE": outcome.uid,
+                        "KIOSK_USERNAME": outcome.username or "", "KIOSK_ENTRY_ID": entry_id or ""})
         if outcome.stale is not None:
             log.warning("flagged stale clock-in of %s since %s", outcome.stale.username, outcome.stale.since)
+        if outcome.note:
+            log.warning("entry %s of %s: %s", entry_id, outcome.username, outcome.note)
         if entry_id is not None:
             self.sender.wake()
         return outcome
@@ -141,7 +157,7 @@ class Daemon:
             self.exit_code = 1
         finally:
             self.stop_event.set()
-            self._kick.set()
+            self.signals.kick()
 
     # ------------------------------------------------------------ status
 
@@ -204,53 +220,72 @@ class Daemon:
         self.sender.update_api(new.api)
         log.info("configuration reloaded")
 
-    def _housekeeping(self) -> None:
-        if self._reload.is_set():
-            self._reload.clear()
-            self.reload()
+    def _housekeeping(self) -> bool:
+        """One turn of the main loop's chores; True when there is more work to do at once."""
         mtime = self._secret_file_mtime()
         if mtime != self._secret_mtime:
             self._secret_mtime = mtime
             log.info("secret file changed")
             self.reload()
-        self._check_clock()
+        self._check_store()
+        more = self._check_clock()
         now = time.monotonic()
         if now >= self._next_prune and self.clock.synced():  # a clock far ahead must not prune
             self._next_prune = now + PRUNE_EVERY
-            removed = self.store.prune(clock.utcnow() - timedelta(days=self.settings.kiosk.history_days))
+            removed = self.store.prune(clock_mod.utcnow() - timedelta(days=self.settings.kiosk.history_days))
             if removed:
                 log.info("pruned %d history records older than %g days", removed, self.settings.kiosk.history_days)
+        return more
 
-    def _check_clock(self) -> None:
-        """Once the clock synchronises, correct (or flag) the stamps taken before."""
-        with self._clock_lock:
-            synced = self.clock.synced()
-            if synced and self._was_synced is not True:
-                result = self.store.fix_unsynced(self.clock.correct, self.rules.max_session_hours * 3600)
-                if result["fixed"] or result["flagged"]:
-                    log.warning("clock synchronised: corrected %(fixed)d stamps, flagged %(flagged)d for review",
-                                result)
-                    self.sender.wake()  # corrected entries may be sent now
-            elif not synced and self._was_synced is None:
+    def _check_store(self) -> None:
+        """Notice a store file deleted or replaced under us: a fault, and taps answered ERROR."""
+        try:
+            self.store.check_identity()
+        except StoreError as exc:
+            if "store" not in self._faults:
+                log.critical("%s", exc)
+            self._set_fault("store", str(exc))
+
+    def _check_clock(self) -> bool:
+        """Once the clock is trusted, correct (or flag) the stamps taken before, a batch at a time.
+
+        Returns True while held entries remain to be corrected (the main loop comes back at once).
+        """
+        synced = self.clock.synced()
+        if not synced:
+            if self._was_synced is None:
                 log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
-            self._was_synced = synced
+            self._was_synced = False
+            return False
+        if self._was_synced is not True:
+            with self._clock_lock:
+                result = self.store.correct_open(self.clock.correct)
+            if result["fixed"] or result["flagged"]:
+                log.warning("clock trusted: corrected %(fixed)d open clock-ins, flagged %(flagged)d", result)
+            self._was_synced = True
+            self._held_left = self.store.held_count()
+        if not self._held_left:
+            return False
+        deadline = time.monotonic() + CORRECTION_BUDGET
+        fixed = flagged = 0
+        while self._held_left and time.monotonic() < deadline and not self.stop_event.is_set():
+            with self._clock_lock:  # one short transaction per batch: taps go in between
+                batch = self.store.correct_held(self.clock.correct, self.rules.max_session_hours * 3600)
+            fixed, flagged, self._held_left = fixed + batch["fixed"], flagged + batch["flagged"], batch["left"]
+            if not (batch["fixed"] or batch["flagged"]):
+                self._held_left = 0
+        if fixed or flagged:
+            log.warning("clock trusted: corrected %d held entries, flagged %d for review (%d left)",
+                        fixed, flagged, self._held_left)
+            self.sender.wake()  # corrected entries may be sent now
+        return bool(self._held_left)
 
     # ------------------------------------------------------------ lifecycle
 
-    def request_stop(self, *_args) -> None:
+    def request_stop(self) -> None:
+        """Stop after the tap in hand (any thread; the signal handlers do the same through the pipe)."""
         self.stop_event.set()
-        self._kick.set()
-
-    def request_reload(self, *_args) -> None:
-        self._reload.set()
-        self._kick.set()
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
-        signal.signal(signal.SIGHUP, self.request_reload)
+        self.signals.kick()
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_seconds
@@ -258,21 +293,24 @@ class Daemon:
             self.sender.wake()
             time.sleep(0.05)
 
-    def _healthy(self, reader_thread: threading.Thread) -> bool:
+    def healthy(self) -> bool:
         """For the watchdog: the reader thread lives and no tap is stuck (e.g. in a hung store write)."""
         busy = self._busy_since
-        return reader_thread.is_alive() and (busy is None or time.monotonic() - busy < STUCK_TAP_SECONDS)
+        return self.reader_thread.is_alive() and (busy is None or time.monotonic() - busy < self.stuck_after)
 
-    def _shutdown(self, reader_thread: threading.Thread) -> None:
+    def _shutdown(self) -> None:
         """Stop every part that started, each on its own: one failure must not skip the rest."""
+        thread = self.reader_thread
         steps = [
-            ("reader thread", lambda: reader_thread.join(timeout=10) if reader_thread.is_alive() else None),
+            ("reader thread", lambda: thread.join(timeout=10) if thread.is_alive() else None),
             ("drain", self._drain),
             ("sender", lambda: self.sender.stop(timeout=10)),
             ("sender status", lambda: self.store.set_status("sender", {**self.sender.status, "state": "stopped"})),
             ("reader", self.reader.close),
             ("feedback", self.feedback.close),
+            ("sender store", self.sender.store.close),
             ("store", self.store.close),
+            ("signals", self.signals.close),
         ]
         for name, step in steps:
             try:
@@ -281,30 +319,30 @@ class Daemon:
                 log.exception("stopping the %s failed", name)
 
     def run(self) -> int:
-        self._install_signals()
-        reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
+        """Run until SIGTERM/SIGINT, :meth:`request_stop` or the end of the reader's input; the exit code."""
+        self.signals.install()
         log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
                  self.settings.reader.type, self.settings.feedback.type, self.store.path)
         try:
-            try:
-                self._housekeeping()
-            except Exception:  # e.g. the store busy: the main loop tries again
-                log.exception("housekeeping failed")
             self.sender.start()
-            reader_thread.start()
+            self.reader_thread.start()
             service.notify("READY=1")
             watchdog = service.watchdog_interval()
             tick = min(self.tick, watchdog) if watchdog else self.tick
+            more = True  # the first turn comes at once: clock correction, store checks
             while not self.stop_event.is_set():
-                self._kick.wait(tick)  # a tick, or at once for SIGHUP / stop
-                self._kick.clear()
-                if self.stop_event.is_set():
+                got = self.signals.wait(0 if more else tick)
+                if got & {signal.SIGTERM, signal.SIGINT} or self.stop_event.is_set():
+                    log.info("stopping (%s)", ", ".join(signal.Signals(s).name for s in sorted(got)) or "requested")
                     break
+                if signal.SIGHUP in got:
+                    self.reload()  # once per burst, however many SIGHUPs came
                 try:
-                    self._housekeeping()
+                    more = self._housekeeping()
                 except Exception:  # e.g. the store busy for a moment: try again next tick
                     log.exception("housekeeping failed")
-                if watchdog and self._healthy(reader_thread):
+                    more = False
+                if watchdog and self.healthy():
                     service.notify("WATCHDOG=1")
         except Exception:
             log.exception("kiosk failed")
@@ -312,6 +350,6 @@ class Daemon:
         finally:
             service.notify("STOPPING=1")
             self.stop_event.set()
-            self._shutdown(reader_thread)
+            self._shutdown()
             log.info("kiosk stopped")
         return self.exit_code

@@ -14,8 +14,7 @@ import tempfile
 
 import click
 
-from kiosk import badges, clock, config
-from kiosk.daemon import Daemon
+from kiosk import app, badges, clock, config
 from kiosk.sim.emulator import Emulator
 from kiosk.feedback.console import ConsoleFeedback
 from kiosk.readers.stdin import StdinReader
@@ -63,8 +62,8 @@ def run_demo(*, min_session_seconds: float = 5.0, debounce_seconds: float = 1.0,
         for uid, user, enabled, label in DEMO_BADGES:
             click.echo(f"  {uid:<16} {user:<6} {label}")
         click.echo(f"  (USB readers type anna's badge as {badges.to_decimal('04A1B2C3')}; any other id is unknown)\n")
-        daemon = Daemon(settings, reader=StdinReader(stdin, prompt="badge> " if interactive else ""),
-                        feedback=ConsoleFeedback(), drain_seconds=5.0)
+        daemon = app.build(settings, reader=StdinReader(stdin, prompt="badge> " if interactive else ""),
+                           feedback=ConsoleFeedback(), drain_seconds=5.0)
         code = daemon.run()
         received = emulator.entries()
         click.echo(f"\n{len(received)} entr{'y' if len(received) == 1 else 'ies'} delivered to the emulator.")

@@ -511,7 +511,8 @@ def _quiet_sqlitedict():
 def check_store(settings: Settings | None) -> Check:
     if settings is None:
         return _needs_config("store")
-    from kiosk.store import Store, StoreError
+    from kiosk.exc import StoreError
+    from kiosk.store import Store
 
     path = settings.store_path
     if not path.exists():

@@ -44,8 +44,10 @@ def test_badge_add_accepts_any_spelling_and_refuses_bad_input(config):
     assert bad.returncode == 1 and "not hex or decimal" in bad.stderr
     dup = kiosk(config, "badge", "add", ANNA, "carla", check=False)
     assert dup.returncode == 1 and "already mapped to anna" in dup.stderr
-    spaces = kiosk(config, "badge", "add", "0x0A0B0C0D", "two words", check=False)
-    assert spaces.returncode == 1 and "invalid username" in spaces.stderr
+    spaces = kiosk(config, "badge", "add", "0x0A0B0C0D", "anna ", check=False)
+    assert spaces.returncode == 1 and "username 'anna ' has trailing spaces" in spaces.stderr
+    hidden = kiosk(config, "badge", "add", "0x0A0B0C0D", "an\u200bna", check=False)
+    assert hidden.returncode == 1 and "U+200B ZERO WIDTH SPACE" in hidden.stderr and "\u200b" not in hidden.stderr
     rows = kiosk_json(config, "badge", "list")
     assert [(r["uid"], r["username"], r["enabled"]) for r in rows] == [
         ("04A1B2C3", "anna", True), ("04D5E6F7", "ben", False)]
@@ -80,7 +82,7 @@ def test_queue_retry_and_drop(config, tmp_path):
     assert [e["id"] for e in kiosk_json(config, "queue", "list")] == [a, b]
     with Store(tmp_path / "state" / "kiosk.sqlite") as store:
         audit = store.audit(limit=1)[0]
-    assert audit["kind"] == "drop" and audit["copy"]["id"] == c and audit["reason"] == "test"
+    assert audit.kind == "drop" and audit.fields["copy"]["id"] == c and audit.fields["reason"] == "test"
     missing = kiosk(config, "queue", "drop", "999", "--yes", check=False)
     assert missing.returncode == 1 and "no queued or rejected entry 999" in missing.stderr
 

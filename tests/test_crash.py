@@ -21,11 +21,11 @@ KILLS = 60
 def snapshot(path):
     with Store(path, create=False) as store:
         assert store.integrity_check() == "ok"
-        open_users = {o["username"] for o in store.open_clock_ins()}
+        open_users = {o.username for o in store.open_clock_ins()}
         entries = store.outbox()
-    per_user = {u: sum(1 for e in entries if e["username"] == u) for u in USERS.values()}
+    per_user = {u: sum(1 for e in entries if e.username == u) for u in USERS.values()}
     for e in entries:
-        assert e["from"] < e["to"], e
+        assert e.start < e.end, e
     return open_users, per_user
 
 

@@ -69,7 +69,7 @@ def test_feedback_lines_for_every_outcome(tmp_path):
     assert d.line().startswith("INVALID 'not-a-badge'")
     assert d.close_input() == 0
     with Store(state / "kiosk.sqlite", create=False) as store:
-        assert [a["kind"] for a in store.audit(limit=5)] == ["invalid", "disabled", "unknown", "repeat", "clock_in"]
+        assert [a.kind for a in store.audit(limit=5)] == ["invalid", "disabled", "unknown", "repeat", "clock_in"]
 
 
 def test_too_soon(tmp_path):

@@ -2,6 +2,7 @@
 gpiozero's MockFactory: a tap from the lowest layer to the pins and the store."""
 
 import io
+import os
 import threading
 import time
 
@@ -9,8 +10,9 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from kiosk import config
-from kiosk.daemon import Daemon
+from kiosk.app import build
 from kiosk.feedback.console import ConsoleFeedback
+from kiosk.exc import StoreError
 from kiosk.sim import rc522 as fakespi
 from kiosk.store import Store
 
@@ -53,7 +55,7 @@ def test_taps_from_the_rc522_reach_the_store_and_reader_outages_are_reported(set
         store.add_badge("04A1B2C3", "anna")
         store.add_badge("04D5E6F7A8B9C0", "ben")
     with fakespi.installed() as hw:
-        run = Running(Daemon(settings, feedback=ConsoleFeedback(out), tick=0.05))
+        run = Running(build(settings, feedback=ConsoleFeedback(out), tick=0.05))
         try:
             chip = hw.chip
             chip.place(anna)
@@ -83,7 +85,7 @@ def test_taps_from_the_rc522_reach_the_store_and_reader_outages_are_reported(set
             code = run.stop()
     assert code == 0
     with Store(settings.store_path, create=False) as store:
-        assert sorted(e["username"] for e in store.outbox()) == ["anna", "ben"]
+        assert sorted(e.username for e in store.outbox()) == ["anna", "ben"]
 
 
 def test_gpio_feedback_in_the_daemon(settings, tmp_path):
@@ -99,7 +101,7 @@ def test_gpio_feedback_in_the_daemon(settings, tmp_path):
             store.add_badge("04A1B2C3", "anna")
         read_end, write_end = os.pipe()
         with os.fdopen(read_end) as stream:
-            run = Running(Daemon(settings, reader=StdinReader(stream), feedback=feedback, tick=0.05))
+            run = Running(build(settings, reader=StdinReader(stream), feedback=feedback, tick=0.05))
             os.write(write_end, b"04A1B2C3\n")
             green = factory.pin(settings.feedback.green_pin)
             assert wait_for(lambda: any(state for _, state in green.states))  # clock-in: green LED on
@@ -107,7 +109,7 @@ def test_gpio_feedback_in_the_daemon(settings, tmp_path):
             run.thread.join(20)
             assert run.code == 0
         with Store(settings.store_path, create=False) as store:
-            assert [o["username"] for o in store.open_clock_ins()] == ["anna"]
+            assert [o.username for o in store.open_clock_ins()] == ["anna"]
     finally:
         factory.reset()
 
@@ -133,7 +135,7 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
             store.add_badge("04A1B2C3", "anna")
         read_end, write_end = os.pipe()
         with os.fdopen(read_end) as stream:
-            run = Running(Daemon(settings, reader=StdinReader(stream), tick=0.05))
+            run = Running(build(settings, reader=StdinReader(stream), tick=0.05))
             before = clock.utcnow()
             os.write(write_end, b"04A1B2C3\n")
             time.sleep(0.005)  # a session longer than the API's millisecond
@@ -141,7 +143,7 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
             with Store(settings.store_path, create=False) as store:
                 assert wait_for(lambda: store.outbox_count() == 1)
                 [entry] = store.outbox()
-                assert entry["from_unsynced"]["boot"] == clock.boot_id() and entry["to_unsynced"]
+                assert entry.start_unsynced["boot"] == clock.boot_id() and entry.end_unsynced and entry.held
                 time.sleep(0.5)  # the sender is running and the API is up, yet it holds the entry
                 assert emu.entries() == [] and store.outbox_count() == 1
                 sync_file.touch()  # timesyncd: the clock is synchronised now
@@ -209,7 +211,7 @@ def test_taps_never_wait_for_a_post_in_flight(tmp_path):
         out = io.StringIO()
         read_end, write_end = os.pipe()
         with os.fdopen(read_end) as stream:
-            run = Running(Daemon(settings, reader=StdinReader(stream), feedback=ConsoleFeedback(out), tick=0.05))
+            run = Running(build(settings, reader=StdinReader(stream), feedback=ConsoleFeedback(out), tick=0.05))
             def tap(badge: bytes) -> None:
                 time.sleep(0.005)  # a person's pace: sessions longer than the API's millisecond
                 os.write(write_end, badge + b"\n")
@@ -232,6 +234,7 @@ def test_taps_never_wait_for_a_post_in_flight(tmp_path):
 
 
 def test_a_failing_start_is_reported_and_everything_is_closed(settings, caplog):
+    from kiosk.delivery.sender import Sender
     from kiosk.readers.stdin import StdinReader
 
     closed = []
@@ -240,26 +243,45 @@ def test_a_failing_start_is_reported_and_everything_is_closed(settings, caplog):
         def close(self):
             closed.append("feedback")
 
-    daemon = Daemon(settings, reader=StdinReader(io.StringIO("")), feedback=Feedback(io.StringIO()))
+    class BrokenSender(Sender):
+        def start(self):
+            raise RuntimeError("sender cannot start")
 
-    def broken_start():
-        raise RuntimeError("sender cannot start")
-
-    daemon.sender.start = broken_start
+    store, sender_store = Store(settings.store_path), Store(settings.store_path)
+    daemon = build(settings, store=store, sender=BrokenSender(sender_store, settings.api),
+                   reader=StdinReader(io.StringIO("")), feedback=Feedback(io.StringIO()))
     assert daemon.run() == 1
     assert "sender cannot start" in caplog.text and "cannot join thread" not in caplog.text
-    assert closed == ["feedback"] and daemon.store._db is None
+    assert closed == ["feedback"]
+    for s in (store, sender_store):  # closed by the daemon: a closed store refuses reads
+        with pytest.raises(StoreError, match="closed"):
+            s.outbox_count()
 
 
 def test_watchdog_stops_when_a_tap_is_stuck(settings):
+    """A store write that never returns: the watchdog pings stop, so systemd restarts the kiosk."""
     from kiosk.readers.stdin import StdinReader
 
-    daemon = Daemon(settings, reader=StdinReader(io.StringIO("")))
-    alive = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
-    alive.start()
-    assert daemon._healthy(alive)
-    daemon._busy_since = time.monotonic() - 31  # a store write that never returned
-    assert not daemon._healthy(alive)
-    daemon._busy_since = None
-    assert daemon._healthy(alive)
-    daemon.store.close()
+    release, entered = threading.Event(), threading.Event()
+
+    class HangingStore(Store):
+        def record(self, *args, **kwargs):
+            entered.set()
+            release.wait(20)
+            return super().record(*args, **kwargs)
+
+    reader_in, tap_out = os.pipe()
+    daemon = build(settings, store=HangingStore(settings.store_path), reader=StdinReader(os.fdopen(reader_in)),
+                   stuck_after=0.3, tick=0.05)
+    run = Running(daemon)
+    try:
+        assert wait_for(daemon.healthy)
+        os.write(tap_out, b"04A1B2C3\n")
+        assert entered.wait(10)
+        assert wait_for(lambda: not daemon.healthy(), timeout=10)
+        release.set()
+        assert wait_for(daemon.healthy, timeout=10)
+    finally:
+        release.set()
+        os.close(tap_out)
+        assert run.stop() == 0

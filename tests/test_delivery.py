@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from kiosk import clock
-from kiosk.clock import Stamp
+from kiosk.model import Stamp
 from kiosk.config import ApiSettings
 from kiosk.sim.emulator import Emulator
 from kiosk.rules import TapKind, TapOutcome
@@ -42,7 +42,8 @@ from kiosk.delivery.sender import (
     DeliveryError,
     _clamp_wait,
 )
-from kiosk.store import Store, StoreError
+from kiosk.exc import StoreError
+from kiosk.store import Store
 from kiosk.delivery.client import SendOutcome
 from kiosk.delivery.client import TimeTrackClient
 
@@ -77,8 +78,8 @@ def queue(store: Store, n: int, user: str = "anna", *, day: int = 0, synced: boo
     return ids
 
 
-def key_of(entry: dict) -> tuple[str, str, str]:
-    return (entry["username"], clock.to_api(clock.from_iso(entry["from"])), clock.to_api(clock.from_iso(entry["to"])))
+def key_of(entry) -> tuple[str, str, str]:
+    return (entry.username, clock.to_api(entry.start), clock.to_api(entry.end))
 
 
 def assert_exactly_once(rows: list[dict], store: Store, expected: set[tuple]) -> None:
@@ -92,7 +93,7 @@ def assert_exactly_once(rows: list[dict], store: Store, expected: set[tuple]) ->
     delivered = store.delivered()
     assert len(delivered) == len(expected)
     for d in delivered:
-        assert d["server_id"] == ids[key_of(d)]
+        assert d.server_id == ids[key_of(d)]
 
 
 class MaxRng(random.Random):
@@ -162,17 +163,17 @@ def run_until_empty(sender: Sender, store: Store, timeout: float = 30.0) -> None
 def test_delivers_oldest_first_and_skips_unsynced_entries(store, emu, senders):
     ids = queue(store, 5)
     [held] = queue(store, 1, user="ben", synced=False)
-    expected = {key_of(e) for e in store.outbox() if e["id"] != held}
+    expected = {key_of(e) for e in store.outbox() if e.id != held}
     seen = []
-    summary = senders(store, api_for(emu.url)).flush(progress=lambda e, r: seen.append((e["id"], r.outcome)))
+    summary = senders(store, api_for(emu.url)).flush(progress=lambda e, r: seen.append((e.id, r.outcome)))
     assert seen == [(i, SendOutcome.DELIVERED) for i in ids]
     assert summary == {"delivered": 5, "rejected": 0, "failed": 0, "remaining": 1, "held": 1, "waiting": 0,
                        "state": IDLE, "error": None}
     assert [r["ID"] for r in emu.entries()] == [1, 2, 3, 4, 5]
-    assert [key_of(e) for e in sorted(store.delivered(), key=lambda e: e["id"])] == \
+    assert [key_of(e) for e in sorted(store.delivered(), key=lambda e: e.id)] == \
         [(r["user"], r["from"], r["to"]) for r in emu.entries()]
     [left] = store.outbox()
-    assert left["id"] == held and left["attempts"] == 0
+    assert left.id == held and left.attempts == 0 and left.held
     assert {(r["user"], r["from"], r["to"]) for r in emu.entries()} == expected
 
 
@@ -203,7 +204,7 @@ def test_settle_time_is_api_settle_seconds_unless_the_constructor_overrides_it(s
     only (not four read timeouts), and a ``settle=`` argument wins over the setting."""
     def ambiguous_entry() -> int:
         [entry_id] = queue(store, 1, day=len(store.delivered()))
-        at = clock.to_iso(clock.utcnow() - timedelta(seconds=15))
+        at = clock.utcnow() - timedelta(seconds=15)
         store.update_entry(entry_id, ambiguous=True, ambiguous_at=at)
         return entry_id
 
@@ -225,15 +226,15 @@ def test_store_errors_in_the_thread_are_logged_once_and_delivery_goes_on(store, 
                                                                          monkeypatch):
     caplog.set_level(logging.INFO, logger="kiosk.delivery")
     queue(store, 3)
-    real, failures = store.outbox, []
+    real, failures = store.queued, []
 
-    def outbox(*args, **kw):
+    def queued(*args, **kw):
         if len(failures) < 3:  # three turns in a row fail
             failures.append(1)
             raise sqlite3.OperationalError("disk I/O error")
         return real(*args, **kw)
 
-    monkeypatch.setattr(store, "outbox", outbox)
+    monkeypatch.setattr(store, "queued", queued)
     run_until_empty(senders(store, api_for(emu.url)), store, timeout=10)
     assert len(failures) == 3 and len(emu.entries()) == 3
     errors = [r for r in caplog.records if r.name == "kiosk.delivery" and r.levelno >= logging.ERROR]
@@ -337,7 +338,7 @@ def test_retry_after_is_a_minimum_wait_and_burns_no_attempt(store, emu, senders)
     assert time.monotonic() - started >= 1.0  # the 429 said: not before one second
     assert_exactly_once(emu.entries(), store, expected)
     assert emu.stats()["by_status"] == {"429": 1, "201": 3}
-    assert all(d["attempts"] == 0 for d in store.delivered())
+    assert all(d.attempts == 0 for d in store.delivered())
     assert "429" in store.status_value("last_error")["message"]
 
 
@@ -354,7 +355,7 @@ def test_401_pauses_everything_until_the_new_secret_is_deployed(store, emu, send
     # Several credential re-checks (every 6 probe intervals), each a GET.
     assert wait_for(lambda: emu.stats()["by_method"].get("GET", 0) >= 3), "credential re-checks"
     assert store.outbox_count() == 4 and emu.entries() == []
-    assert all(e["attempts"] == 0 and not e.get("ambiguous") for e in store.outbox())
+    assert all(e.attempts == 0 and not e.ambiguous for e in store.outbox())
     assert emu.stats()["by_method"]["POST"] == 1  # paused after the first refusal
     assert store.status_value("sender")["state"] == AUTH
     assert "401" in store.status_value("last_error")["message"]
@@ -478,18 +479,18 @@ def test_rejected_entry_does_not_hold_back_the_next(store, senders):
         assert summary["delivered"] == 2 and summary["rejected"] == 1
         assert [r["user"] for r in emu.entries()] == ["anna", "anna"]
     [rejected] = store.rejected()
-    assert rejected["id"] == ghost and rejected["status"] == 400
-    assert "Unknown user" in rejected["reason"] and "ghost" in rejected["reason"]
+    assert rejected.id == ghost and rejected.status == 400
+    assert "Unknown user" in rejected.reason and "ghost" in rejected.reason
     assert store.outbox_count() == 0
 
 
 def test_an_entry_that_ends_before_it_starts_is_rejected_locally(store, emu, senders):
     bad, good = queue(store, 2)
     entry = store.outbox_entry(bad)
-    store.update_entry(bad, to=entry["from"])
+    store.update_entry(bad, end=entry.start)
     assert senders(store, api_for(emu.url)).flush()["rejected"] == 1
     [rejected] = store.rejected()
-    assert rejected["id"] == bad and rejected["status"] is None
+    assert rejected.id == bad and rejected.status is None
     assert len(emu.entries()) == 1 and emu.stats()["by_method"] == {"POST": 1}
 
 
@@ -538,12 +539,12 @@ def test_one_entry_failing_repeatedly_does_not_block_the_others(store, senders):
         queue(store, 2, user="ben", day=2)  # later entries still flow
         sender.wake()
         assert wait_for(lambda: len(_PoisonHandler.created) == 5, 10), "later entries"
-        assert wait_for(lambda: (store.outbox_entry(poison) or {}).get("attempts", 0) >= 3, 10), "retries of the poison"
+        assert wait_for(lambda: getattr(store.outbox_entry(poison), "attempts", 0) >= 3, 10), "retries of the poison"
     finally:
         server.shutdown()
         server.server_close()
     [left] = store.outbox()
-    assert left["id"] == poison and "503" in left["last_error"] and left["next_attempt"]
+    assert left.id == poison and "503" in left.last_error and left.next_attempt
     assert _PoisonHandler.posts["anna"] == 3 and _PoisonHandler.posts["ben"] == 2
 
 

@@ -202,12 +202,12 @@ def test_install_lays_out_files_with_their_modes(installed):
     assert (r / "etc/systemd/system/kiosk.service").read_text() == UNIT.read_text()
     assert os.readlink(r / "usr/local/bin/kiosk") == "/opt/kiosk/.venv/bin/kiosk"
     code = r / "opt/kiosk"
-    assert (code / "kiosk/cli.py").read_bytes() == (ROOT / "kiosk/cli.py").read_bytes()
+    assert (code / "kiosk/cli/__init__.py").read_bytes() == (ROOT / "kiosk/cli/__init__.py").read_bytes()
     assert (code / "pyproject.toml").read_bytes() == (ROOT / "pyproject.toml").read_bytes()
     for left_out in (".git", ".venv", ".pytest_cache"):
         assert not (code / left_out).exists(), left_out
     assert not list(code.rglob("__pycache__"))
-    assert mode(code) == 0o755 and mode(code / "kiosk/cli.py") == 0o644  # readable by the kiosk user
+    assert mode(code) == 0o755 and mode(code / "kiosk/cli/__init__.py") == 0o644  # readable by the kiosk user
 
 
 def test_second_run_changes_nothing_and_keeps_config_and_secret(installed):
@@ -256,7 +256,7 @@ def test_refuses_a_prefix_that_holds_something_else(root):
 def test_prefix_moves_code_symlink_and_exec_start(root):
     proc = install(root, "--prefix", "/srv/kiosk/")
     assert proc.returncode == 0, proc.stderr
-    assert (root / "srv/kiosk/kiosk/cli.py").exists()
+    assert (root / "srv/kiosk/kiosk/cli/__init__.py").exists()
     assert not (root / "opt").exists()
     assert os.readlink(root / "usr/local/bin/kiosk") == "/srv/kiosk/.venv/bin/kiosk"
     unit = (root / "etc/systemd/system/kiosk.service").read_text()
@@ -425,7 +425,7 @@ def test_real_venv_build_is_a_regular_install_and_idempotent(root):
     version = subprocess.run([str(venv / "bin/kiosk"), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and "kiosk" in version.stdout
     site = next(venv.glob("lib/python3*/site-packages"))
-    assert (site / "kiosk/cli.py").exists()  # a copy, not a link to the source tree
+    assert (site / "kiosk/cli/__init__.py").exists()  # a copy, not a link to the source tree
     assert not list(site.glob("__editable__*"))
     assert not (root / "opt/kiosk/build").exists()
     again = install(root, KIOSK_SKIP_VENV="0")

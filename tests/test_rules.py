@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kiosk.rules import Badge, TapKind, OpenClockIn, Rules, decide
+from kiosk.model import Badge, OpenClockIn, Stamp
+from kiosk.rules import TapKind, Rules, decide, elapsed
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+UNTRUSTED_T0 = Stamp(T0, False, 50.0, "another-boot")  # a tap whose time cannot be compared with a clock-in
 RULES = Rules(debounce_seconds=3, min_session_seconds=60, max_session_hours=16)
 ANNA = Badge("04A1B2C3", "anna")
 
@@ -103,9 +105,10 @@ def test_incomparable_times_never_swallow_a_clock_out():
     """Clock-in stamped by a synced clock, tap by one that fake-hwclock set back after a
     reboot: the difference is meaningless, so it is a clock-out, fixed when the clock syncs."""
     open_ = open_at(-timedelta(hours=3))  # "in the future" as the wrong clock sees it
-    out = decide(ANNA.uid, ANNA, open_, None, T0, RULES, comparable=False)
+    out = decide(ANNA.uid, ANNA, open_, None, UNTRUSTED_T0, RULES)
+    assert not elapsed(open_, UNTRUSTED_T0).comparable
     assert out.kind is TapKind.CLOCK_OUT and out.since == open_.since
-    assert decide(ANNA.uid, ANNA, open_, 0.5, T0, RULES, comparable=False).kind is TapKind.REPEAT
+    assert decide(ANNA.uid, ANNA, open_, 0.5, UNTRUSTED_T0, RULES).kind is TapKind.REPEAT
 
 
 # ---------------------------------------------------------------- properties over all inputs
@@ -124,8 +127,10 @@ last_st = st.one_of(st.none(), st.floats(-5, 100))
 
 @settings(max_examples=1000)
 @given(badge_st, open_st, last_st, rules_st, st.booleans())
-def test_decide_properties(badge, open_, since_last, rules, comparable):
-    out = decide(ANNA.uid, badge, open_, since_last, T0, rules, comparable=comparable)
+def test_decide_properties(badge, open_, since_last, rules, trusted_now):
+    now = Stamp(T0, trusted_now, None, "")
+    comparable = open_ is None or (open_.synced and trusted_now)  # different boots: the wall clock, if trusted
+    out = decide(ANNA.uid, badge, open_, since_last, now, rules)
     repeat = since_last is not None and 0 <= since_last < rules.debounce_seconds
     assert (out.kind is TapKind.REPEAT) == repeat
     if repeat:
@@ -159,7 +164,66 @@ def test_incomparable_but_already_too_long_is_a_stale_clock_in():
     """fake-hwclock never restores a time ahead of the truth: after a synced clock-in, an
     unsynced tap already past max_session_hours is surely a new day's clock-in."""
     friday = open_at(timedelta(hours=20))
-    out = decide(ANNA.uid, ANNA, friday, None, T0, RULES, comparable=False)
+    out = decide(ANNA.uid, ANNA, friday, None, UNTRUSTED_T0, RULES)
     assert out.kind is TapKind.CLOCK_IN and out.stale == friday
     unsynced_open = OpenClockIn("anna", T0 - timedelta(hours=20), synced=False, boot="b")
-    assert decide(ANNA.uid, ANNA, unsynced_open, None, T0, RULES, comparable=False).kind is TapKind.CLOCK_OUT
+    assert decide(ANNA.uid, ANNA, unsynced_open, None, UNTRUSTED_T0, RULES).kind is TapKind.CLOCK_OUT
+
+
+# ---------------------------------------------------------------- a monotonic base within one boot
+
+BOOT = "boot-1"
+
+
+def opened_at(boottime: float, since: datetime = T0, synced: bool = True) -> OpenClockIn:
+    return OpenClockIn("anna", since, ANNA.uid, synced=synced, boottime=boottime, boot=BOOT)
+
+
+def test_wall_clock_stepped_back_an_hour_is_not_too_soon():
+    """chrony steps the clock back 1 h during a 2 h session: the session is still 2 h long."""
+    opened = opened_at(1000.0)
+    now = Stamp(T0 + timedelta(hours=1), True, 1000.0 + 2 * 3600, BOOT)  # wall says 1 h, boottime 2 h
+    out = decide(ANNA.uid, ANNA, opened, None, now, RULES)
+    assert out.kind is TapKind.CLOCK_OUT
+    assert out.start == now.at - timedelta(hours=2) and out.duration == timedelta(hours=2)
+    assert "moved -3600.0s" in out.note and "CLOCK_BOOTTIME" in out.note
+
+
+def test_wall_clock_stepped_forward_20h_is_not_a_stale_clock_in():
+    opened = opened_at(1000.0)
+    now = Stamp(T0 + timedelta(hours=21), True, 1000.0 + 3600, BOOT)  # +20 h step, 1 h worked
+    out = decide(ANNA.uid, ANNA, opened, None, now, RULES)
+    assert out.kind is TapKind.CLOCK_OUT and out.stale is None
+    assert out.duration == timedelta(hours=1) and out.at == now.at  # "as the later clock reads"
+
+
+def test_too_soon_and_stale_follow_boottime_not_the_wall_clock():
+    opened = opened_at(1000.0)
+    soon = Stamp(T0 + timedelta(hours=5), True, 1000.0 + 30, BOOT)  # a +5 h step, 30 s later
+    assert decide(ANNA.uid, ANNA, opened, None, soon, RULES).kind is TapKind.TOO_SOON
+    late = Stamp(T0 - timedelta(hours=1), True, 1000.0 + 17 * 3600, BOOT)  # 17 h on boottime
+    out = decide(ANNA.uid, ANNA, opened, None, late, RULES)
+    assert out.kind is TapKind.CLOCK_IN and out.stale == opened
+
+
+def test_small_drift_keeps_the_clock_in_time():
+    opened = opened_at(1000.0)
+    now = Stamp(T0 + timedelta(hours=8, seconds=1.5), True, 1000.0 + 8 * 3600, BOOT)  # 1.5 s of slew
+    out = decide(ANNA.uid, ANNA, opened, None, now, RULES)
+    assert out.kind is TapKind.CLOCK_OUT and out.start == T0 and not out.note
+
+
+def test_clock_in_before_sync_gets_its_start_from_boottime_once_the_clock_is_trusted():
+    opened = opened_at(1000.0, since=datetime(2025, 1, 1, tzinfo=UTC), synced=False)  # fake-hwclock's time
+    now = Stamp(T0, True, 1000.0 + 4 * 3600, BOOT)
+    out = decide(ANNA.uid, ANNA, opened, None, now, RULES)
+    assert out.kind is TapKind.CLOCK_OUT and out.start == T0 - timedelta(hours=4)
+    assert "before the clock was trusted" in out.note
+
+
+def test_other_boot_uses_the_wall_clock():
+    opened = OpenClockIn("anna", T0 - timedelta(hours=3), ANNA.uid, boottime=99999.0, boot="old-boot")
+    now = Stamp(T0, True, 20.0, BOOT)
+    span = elapsed(opened, now)
+    assert not span.same_boot and span.comparable and span.seconds == 3 * 3600
+    assert decide(ANNA.uid, ANNA, opened, None, now, RULES).start == opened.since

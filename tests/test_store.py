@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kiosk import clock
-from kiosk.rules import Badge, TapKind, OpenClockIn, TapOutcome, Rules, decide
-from kiosk.store import SCHEMA_VERSION, Store, StoreError
+from kiosk.exc import StoreError
+from kiosk.model import Badge, OpenClockIn, Stamp
+from kiosk.rules import Rules, TapKind, TapOutcome, decide
+from kiosk.store import SCHEMA_VERSION, Store
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -71,15 +73,15 @@ def test_clock_in_then_clock_out_queues_one_complete_entry(store):
     store.add_badge("04A1B2C3", "anna")
     out, entry_id = tap(store, "04A1B2C3", T0)
     assert out.kind is TapKind.CLOCK_IN and entry_id is None
-    assert store.open_clock_in("anna") == OpenClockIn("anna", T0, "04A1B2C3")
+    assert store.open_clock_in("anna") == OpenClockIn("anna", T0, "04A1B2C3")  # a bare datetime: no boottime
     out, entry_id = tap(store, "04A1B2C3", T0 + timedelta(hours=8))
     assert out.kind is TapKind.CLOCK_OUT
     assert store.open_clock_in("anna") is None
     [entry] = store.outbox()
-    assert entry["id"] == entry_id and entry["username"] == "anna"
-    assert clock.from_iso(entry["from"]) == T0 and clock.from_iso(entry["to"]) == T0 + timedelta(hours=8)
-    assert entry["notes"] == "kiosk: test" and entry["attempts"] == 0
-    kinds = [a["kind"] for a in store.audit()]
+    assert entry.id == entry_id and entry.username == "anna"
+    assert entry.start == T0 and entry.end == T0 + timedelta(hours=8)
+    assert entry.notes == "kiosk: test" and entry.attempts == 0
+    kinds = [a.kind for a in store.audit()]
     assert kinds[:2] == ["clock_out", "clock_in"]
 
 
@@ -110,7 +112,7 @@ def test_stale_clock_in_flagged_and_replaced(store):
     out, _ = tap(store, "04A1B2C3", T0 + timedelta(hours=20))
     assert out.kind is TapKind.CLOCK_IN and out.stale is not None
     [flag] = store.flagged()
-    assert flag["username"] == "anna" and clock.from_iso(flag["since"]) == T0 and "16h" in flag["reason"]
+    assert flag.username == "anna" and clock.from_iso(flag.record["since"]) == T0 and "16h" in flag.reason
     assert store.open_clock_in("anna").since == T0 + timedelta(hours=20)
     assert store.outbox() == []  # never closed with an invented time
 
@@ -119,7 +121,7 @@ def test_non_state_outcomes_only_audit(store):
     out, _ = tap(store, "DEADBEEF", T0)
     assert out.kind is TapKind.UNKNOWN
     assert store.open_clock_ins() == [] and store.outbox() == []
-    assert store.audit(limit=1)[0]["kind"] == "unknown"
+    assert store.audit(limit=1)[0].kind == "unknown"
 
 
 def test_outbox_oldest_first_and_ids_sort_numerically(store):
@@ -128,24 +130,24 @@ def test_outbox_oldest_first_and_ids_sort_numerically(store):
         tap(store, f"0000{i:04X}", T0)
     for i in range(12):
         tap(store, f"0000{i:04X}", T0 + timedelta(hours=1, minutes=i))
-    ids = [e["id"] for e in store.outbox()]
+    ids = [e.id for e in store.outbox()]
     assert ids == sorted(ids) and len(ids) == 12
-    assert [e["username"] for e in store.outbox(limit=3)] == ["user0", "user1", "user2"]
+    assert [e.username for e in store.outbox(limit=3)] == ["user0", "user1", "user2"]
 
 
 def test_deliver_reject_retry_drop(store):
     store.add_badge("04A1B2C3", "anna")
     a, b, c = sessions(store, 3)
     assert store.mark_delivered(a, server_id=77)
-    assert store.delivered()[0]["server_id"] == 77 and store.status_value("last_delivery")["id"] == a
+    assert store.delivered()[0].server_id == 77 and store.status_value("last_delivery")["id"] == a
     assert store.reject(b, 400, "User not found")
-    assert store.rejected()[0]["reason"] == "User not found" and store.rejected_count() == 1
-    assert [e["id"] for e in store.outbox()] == [c]
+    assert store.rejected()[0].reason == "User not found" and store.rejected_count() == 1
+    assert [e.id for e in store.outbox()] == [c]
     assert store.retry_rejected(b)
-    assert [e["id"] for e in store.outbox()] == [b, c] and store.rejected() == []
+    assert [e.id for e in store.outbox()] == [b, c] and store.rejected() == []
     dropped = store.drop(c, reason="duplicate by hand")
-    assert dropped["id"] == c and [e["id"] for e in store.outbox()] == [b]
-    assert store.audit(limit=1)[0]["copy"]["id"] == c  # the audit log keeps a copy
+    assert dropped["id"] == c and [e.id for e in store.outbox()] == [b]
+    assert store.audit(limit=1)[0].fields["copy"]["id"] == c  # the audit log keeps a copy
     assert store.drop(999) is None and not store.mark_delivered(999) and not store.retry_rejected(999)
 
 
@@ -153,8 +155,8 @@ def test_update_entry(store):
     store.add_badge("04A1B2C3", "anna")
     tap(store, "04A1B2C3", T0)
     _, entry_id = tap(store, "04A1B2C3", T0 + timedelta(hours=1))
-    assert store.update_entry(entry_id, attempts=2, last_error="HTTP 503")["attempts"] == 2
-    assert store.outbox_entry(entry_id)["last_error"] == "HTTP 503"
+    assert store.update_entry(entry_id, attempts=2, last_error="HTTP 503").attempts == 2
+    assert store.outbox_entry(entry_id).last_error == "HTTP 503"
     assert store.update_entry(12345, attempts=1) is None
 
 
@@ -163,7 +165,8 @@ def test_badge_mapping_rules(store):
     with pytest.raises(StoreError, match="already mapped to anna"):
         store.add_badge("04A1B2C3", "ben")
     store.add_badge("04A1B2C3", "ben", replace=True, enabled=False)
-    assert store.badge("04A1B2C3") == Badge("04A1B2C3", "ben", False, "")
+    assert store.badge("04A1B2C3") == Badge("04A1B2C3", "ben", False, "", store.badge("04A1B2C3").added_at,
+                                            store.badge("04A1B2C3").updated_at)
     assert store.badge("FFFFFFFF") is None
 
 
@@ -187,12 +190,12 @@ def test_missing_store_for_read_only_commands(tmp_path):
 def test_fix_unsynced_corrects_same_boot_and_flags_other_boot(store):
     store.add_badge("04A1B2C3", "anna")
     store.add_badge("04D5E6F7", "ben")
-    unsynced = clock.Stamp(T0, False, 1000.0, "boot-1")
+    unsynced = Stamp(T0, False, 1000.0, "boot-1")
     for uid, user in (("04A1B2C3", "anna"), ("04D5E6F7", "ben")):
         store.record(TapOutcome(TapKind.CLOCK_IN, uid, T0, user), unsynced)
-    later = clock.Stamp(T0 + timedelta(hours=1), False, 4600.0, "boot-1")
+    later = Stamp(T0 + timedelta(hours=1), False, 4600.0, "boot-1")
     store.record(TapOutcome(TapKind.CLOCK_OUT, "04A1B2C3", later.at, "anna", since=T0), later)
-    assert store.outbox()[0]["from_unsynced"]["boottime"] == 1000.0
+    assert store.outbox()[0].start_unsynced["boottime"] == 1000.0 and store.outbox()[0].held
     true_boot_start = datetime(2026, 11, 27, 7, 0, tzinfo=UTC)
 
     def correct(info):
@@ -202,14 +205,14 @@ def test_fix_unsynced_corrects_same_boot_and_flags_other_boot(store):
 
     assert store.fix_unsynced(correct) == {"fixed": 2, "flagged": 0}
     [entry] = store.outbox()
-    assert "from_unsynced" not in entry and entry["clock_corrected"]
-    assert clock.from_iso(entry["from"]) == true_boot_start + timedelta(seconds=1000)
-    assert clock.from_iso(entry["to"]) == true_boot_start + timedelta(seconds=4600)
+    assert entry.start_unsynced is None and not entry.held and entry.clock_corrected
+    assert entry.start == true_boot_start + timedelta(seconds=1000)
+    assert entry.end == true_boot_start + timedelta(seconds=4600)
     assert store.open_clock_in("ben").since == true_boot_start + timedelta(seconds=1000)
     # a clock-in from a boot that ended before the clock synced cannot be fixed: review
-    store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", T0, "anna"), clock.Stamp(T0, False, 5.0, "boot-0"))
+    store.record(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", T0, "anna"), Stamp(T0, False, 5.0, "boot-0"))
     assert store.fix_unsynced(correct) == {"fixed": 0, "flagged": 1}
-    assert store.open_clock_in("anna") is None and "true time unknown" in store.flagged()[0]["reason"]
+    assert store.open_clock_in("anna") is None and "true time unknown" in store.flagged()[0].reason
 
 
 def _add_badges(path, prefix, n):
@@ -230,7 +233,7 @@ def test_two_processes_write_concurrently_without_losing_records(tmp_path):
         assert p.exitcode == 0
     with Store(path) as s:
         assert len(s.badges()) == 80
-        audit_ids = [a["id"] for a in s.audit()]
+        audit_ids = [a.id for a in s.audit()]
         assert len(audit_ids) == len(set(audit_ids)) == 80  # shared counter: no id handed out twice
         assert s.integrity_check() == "ok"
 
@@ -249,8 +252,8 @@ def test_mark_delivered_many_moves_a_batch_in_one_go(store):
     store.reject(ids[1], 400, "bad")
     moved = store.mark_delivered_many([(ids[0], 10), (ids[1], 11), (ids[2], 12), (9999, 13)])
     assert moved == 2  # the rejected one and the unknown one are not in the queue
-    assert [e["id"] for e in store.outbox()] == ids[3:]
-    assert {(e["id"], e["server_id"]) for e in store.delivered()} == {(ids[0], 10), (ids[2], 12)}
+    assert [e.id for e in store.outbox()] == ids[3:]
+    assert {(e.id, e.server_id) for e in store.delivered()} == {(ids[0], 10), (ids[2], 12)}
     assert store.status_value("last_delivery")["server_id"] == 12
     assert store.mark_delivered_many([]) == 0
 
@@ -298,28 +301,26 @@ def test_prune_removes_old_history_only(store, monkeypatch):
     removed = store.prune(datetime(2026, 1, 1, tzinfo=UTC))
     assert removed == 2 + 6  # two delivered entries, the six audit lines of the old taps
     assert store.delivered() == [] and store.outbox_count() == 1  # an unsent entry is never pruned
-    assert [a["kind"] for a in store.audit()] == ["clock_in", "badge_add"]  # today's
+    assert [a.kind for a in store.audit()] == ["clock_in", "badge_add"]  # today's
     assert store.prune(datetime(2026, 1, 1, tzinfo=UTC)) == 0
 
 
 def test_unsynced_clock_out_before_the_synced_clock_in_is_kept_then_corrected(store):
     store.add_badge("04A1B2C3", "anna")
     tap(store, "04A1B2C3", T0)  # synced clock-in
-    wrong = clock.Stamp(T0 - timedelta(days=30), False, 50.0, "boot-2")  # fake-hwclock after a reboot
-    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
-                 comparable=False)
+    wrong = Stamp(T0 - timedelta(days=30), False, 50.0, "boot-2")  # fake-hwclock after a reboot
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong, Rules())
     entry_id = store.record(out, wrong)
-    assert store.outbox_entry(entry_id)["to_unsynced"] == {"boottime": 50.0, "boot": "boot-2"}
+    assert store.outbox_entry(entry_id).end_unsynced == {"boottime": 50.0, "boot": "boot-2"}
     true_end = T0 + timedelta(hours=8)
     assert store.fix_unsynced(lambda info: true_end) == {"fixed": 1, "flagged": 0}
-    assert clock.from_iso(store.outbox_entry(entry_id)["to"]) == true_end
+    assert store.outbox_entry(entry_id).end == true_end
     # corrected but still not after the start: flagged, never sent
     tap(store, "04A1B2C3", T0 + timedelta(days=1))
-    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
-                 comparable=False)
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong, Rules())
     second = store.record(out, wrong)
     assert store.fix_unsynced(lambda info: T0) == {"fixed": 0, "flagged": 1}
-    assert store.outbox_entry(second) is None and "end before they start" in store.flagged()[-1]["reason"]
+    assert store.outbox_entry(second) is None and "end before they start" in store.flagged()[-1].reason
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="needs root to own files as another user")
@@ -352,11 +353,43 @@ def test_corrected_entry_longer_than_a_session_is_flagged_not_sent(store):
     store.add_badge("04A1B2C3", "anna")
     friday = datetime(2026, 3, 6, 17, tzinfo=UTC)
     tap(store, "04A1B2C3", friday)
-    wrong = clock.Stamp(friday + timedelta(hours=1), False, 30.0, "boot-2")
-    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong.at, Rules(),
-                 comparable=False)
+    wrong = Stamp(friday + timedelta(hours=1), False, 30.0, "boot-2")
+    out = decide("04A1B2C3", store.badge("04A1B2C3"), store.open_clock_in("anna"), None, wrong, Rules())
     assert out.kind is TapKind.CLOCK_OUT  # nothing told the kiosk yet that it is Monday
     store.record(out, wrong)
     monday = datetime(2026, 3, 9, 8, tzinfo=UTC)
     assert store.fix_unsynced(lambda info: monday, 16 * 3600) == {"fixed": 0, "flagged": 1}
-    assert store.outbox() == [] and "forgotten clock-out" in store.flagged()[-1]["reason"]
+    assert store.outbox() == [] and "forgotten clock-out" in store.flagged()[-1].reason
+
+
+def _open_and_close(path):
+    """Another process reads and closes: if it looks like the last one, SQLite checkpoints and deletes the WAL."""
+    conn = sqlite3.connect(path)
+    conn.execute("SELECT COUNT(*) FROM kiosk").fetchone()
+    conn.close()
+
+
+def test_a_second_connection_in_the_process_keeps_the_first_ones_locks(tmp_path):
+    """Closing any descriptor of the file drops every POSIX lock of the process, SQLite's too:
+    then another process's close could checkpoint and delete the WAL under the daemon, and
+    the daemon's later commits were lost. A second Store (the sender's) must not do that."""
+    path = tmp_path / "kiosk.sqlite"
+    daemon_store = Store(path)
+    sender_store = Store(path)  # opened while the first holds the file
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        for i in range(4):
+            daemon_store.add_badge(f"0000000{i}", "anna")
+            other = ctx.Process(target=_open_and_close, args=(path,))
+            other.start()
+            other.join(60)
+            assert other.exitcode == 0
+            daemon_store.add_badge(f"1000000{i}", "anna")
+            sender_store.set_status(f"sender{i}", {"state": "idle"})
+    finally:
+        sender_store.close()
+        daemon_store.close()
+    with sqlite3.connect(path) as conn:  # a fresh reader: the commits are on disk
+        keys = {k for (k,) in conn.execute("SELECT key FROM kiosk")}
+    for i in range(4):
+        assert {f"badge:0000000{i}", f"badge:1000000{i}", f"status:sender{i}"} <= keys

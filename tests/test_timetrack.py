@@ -13,6 +13,7 @@ import requests
 
 from kiosk import clock, config
 from kiosk.config import ApiSettings
+from kiosk.model import OutboxEntry
 from kiosk.sim.emulator import Emulator
 from kiosk.delivery.client import (
     InsecureURL,
@@ -31,10 +32,10 @@ KEY, SECRET = "kiosk-key", "Sup3r-S3cret-do-not-log"
 START = datetime(2026, 3, 2, 7, 59, 58, 123456, tzinfo=UTC)
 
 
-def entry(i: int = 0, user: str = "anna", **extra) -> dict:
+def entry(i: int = 0, user: str = "anna", **extra) -> OutboxEntry:
     start = START + timedelta(hours=i)
-    return {"id": i + 1, "username": user, "from": clock.to_iso(start),
-            "to": clock.to_iso(start + timedelta(minutes=30, microseconds=654321)), "notes": "", **extra}
+    return OutboxEntry(id=i + 1, username=user, uid="04A1B2C3", start=start,
+                       end=start + timedelta(minutes=30, microseconds=654321), **extra)
 
 
 @pytest.fixture
@@ -276,11 +277,11 @@ def test_find_returns_the_id_of_an_equal_entry(client, emu):
     client.create(entry(1))
     assert client.find(entry()) == created
     moved = entry()
-    moved["to"] = clock.to_iso(clock.from_iso(moved["to"]) + timedelta(milliseconds=1))
+    moved = moved.replace(end=moved.end + timedelta(milliseconds=1))
     assert client.find(moved) is None  # other to, at millisecond precision
     assert client.find(entry(user="ben")) is None
     shifted = entry()
-    shifted["from"] = clock.to_iso(clock.from_iso(shifted["from"]) + timedelta(microseconds=400))
+    shifted = shifted.replace(start=shifted.start + timedelta(microseconds=400))
     assert client.find(shifted) == created  # same millisecond
 
 
@@ -314,7 +315,7 @@ def test_find_raises_when_the_lookup_fails(client, emu):
 ])
 def test_row_matching_accepts_both_spellings_and_forms(row):
     e = entry()
-    start, end = (clock.truncate_ms(clock.from_iso(e[k])) for k in ("from", "to"))
+    start, end = clock.truncate_ms(e.start), clock.truncate_ms(e.end)
     assert _matches(row, "anna", start, end, "UTC")
     assert not _matches({**row, "to": "2026-03-02T08:29:59.777Z"}, "anna", start, end, "UTC")
     assert not _matches(row, "ben", start, end, "UTC")

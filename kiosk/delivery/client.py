@@ -49,6 +49,7 @@ from urllib3.util.retry import Retry
 from kiosk import clock
 from kiosk.config import ApiSettings, check_base_url
 from kiosk.exc import DeliveryError, InsecureURL
+from kiosk.model import OutboxEntry
 
 log = logging.getLogger("kiosk.delivery.client")
 
@@ -168,18 +169,18 @@ class TimeTrackClient:
         return self.session.request(method, self.base_url + path, timeout=self.timeout, verify=self.verify,
                                     allow_redirects=False, **kw)
 
-    def body(self, entry: dict) -> dict:
+    def body(self, entry: OutboxEntry) -> dict:
         """The POST body for an outbox entry: username, from, to (API format, zone setting), notes."""
         body = {
-            "username": entry["username"],
-            "from": clock.to_api(clock.from_iso(entry["from"]), self.zone),
-            "to": clock.to_api(clock.from_iso(entry["to"]), self.zone),
+            "username": entry.username,
+            "from": clock.to_api(entry.start, self.zone),
+            "to": clock.to_api(entry.end, self.zone),
         }
-        if entry.get("notes"):
-            body["notes"] = entry["notes"]
+        if entry.notes:
+            body["notes"] = entry.notes
         return body
 
-    def create(self, entry: dict) -> SendResult:
+    def create(self, entry: OutboxEntry) -> SendResult:
         """POST one attendance entry and classify the outcome (never raises for HTTP or network trouble)."""
         try:
             resp = self._request("POST", "/attendances", json=self.body(entry))
@@ -196,16 +197,16 @@ class TimeTrackClient:
             return r if r.outcome is SendOutcome.RETRY else SendResult(SendOutcome.RETRY, None, r.message, connectivity=True)
         return _classify_response(resp, created=False)
 
-    def find(self, entry: dict) -> Any:
+    def find(self, entry: OutboxEntry) -> Any:
         """The server id of an existing entry equal to ``entry`` (user, from, to at ms precision), or None.
 
         A matching row without an id gives ``""`` (found, id unknown): compare the
         result with ``is None``. Raises :class:`LookupFailed` when the list cannot be
         read completely, so the caller never mistakes "unknown" for "absent".
         """
-        username = entry["username"]
-        start = clock.truncate_ms(clock.from_iso(entry["from"]))
-        end = clock.truncate_ms(clock.from_iso(entry["to"]))
+        username = entry.username
+        start = clock.truncate_ms(entry.start)
+        end = clock.truncate_ms(entry.end)
         params = {
             "username": username,
             # Wider than the entry: the server may filter by containment, overlap or date.

@@ -40,12 +40,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from kiosk import clock as clk
 from kiosk.config import ApiSettings
 from kiosk.exc import DeliveryError, SenderBusy
+from kiosk.model import OutboxEntry
 from kiosk.delivery.client import LookupFailed, SendOutcome, SendResult, TimeTrackClient
 
 log = logging.getLogger("kiosk.delivery")
@@ -71,18 +72,13 @@ AUTH = "credentials rejected"
 BACKING_OFF = "backing off"
 NOT_CONFIGURED = "not configured"
 
-Progress = Callable[[dict, SendResult], None]
+Progress = Callable[[OutboxEntry, SendResult], None]
 
 
-def held(entry: dict) -> bool:
-    """Taken before the clock synchronised: never sent until the store corrects it."""
-    return bool(entry.get("from_unsynced") or entry.get("to_unsynced"))
-
-
-def _wall(seconds_from_now: float) -> str:
-    """Wall-clock ISO time ``seconds_from_now`` ahead (for people and other processes)."""
+def _wall(seconds_from_now: float) -> datetime:
+    """Wall-clock time ``seconds_from_now`` ahead (for people and other processes)."""
     seconds = min(max(seconds_from_now, 0.0), WALL_MAX) if math.isfinite(seconds_from_now) else WALL_MAX
-    return clk.to_iso(clk.utcnow() + timedelta(seconds=seconds))
+    return clk.utcnow() + timedelta(seconds=seconds)
 
 
 def _clamp_wait(wait: float | None) -> float:
@@ -107,7 +103,7 @@ class Sender:
         self.store = store
         self._settle = settle
         self._api = api
-        self._on_status = on_status
+        self.on_status = on_status  # called with the status dict whenever it changes
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._wake = threading.Event()
@@ -331,88 +327,105 @@ class Sender:
 
     def _round(self, client: TimeTrackClient, *, summary: dict | None = None,
                progress: Progress | None = None) -> float | None:
-        """Deliver the due entries, oldest first (all sendable ones when flushing).
+        """Deliver the due entries, oldest first (all sendable ones when flushing), a page at a time.
 
-        The caller holds the outbox lock. Returns the thread's next wait.
+        The caller holds the outbox lock. Returns the thread's next wait. Memory and
+        each store read stay bounded by a page, whatever the size of the queue.
         """
         flush = summary is not None
         self._recover_inflight()
-        entries = self.store.outbox()
         now = self._clock()
-        with self._lock:
-            present = {e["id"] for e in entries}
-            for gone in [i for i in self._due if i not in present]:
-                del self._due[gone]
-        sendable = [e for e in entries if not held(e)]
-        if flush:
-            summary["held"] = len(entries) - len(sendable)
-            due = [e for e in sendable if self._settled(e)]
-            summary["waiting"] = len(sendable) - len(due)
-        else:
-            due = [e for e in sendable if self._due_at(e, now) <= now]
-        if not due:
-            if flush:
-                return None
-            if sendable:
-                wait = min(self._due_at(e, now) for e in sendable) - now
-                self._publish(BACKING_OFF, wait=wait, queued=len(entries))
-                return wait
-            self._publish(IDLE, queued=len(entries))
-            return None
-        if not flush and not self._problem:  # after trouble, "sending" waits for a first success
-            self._publish(SENDING, queued=len(entries))
-        stop = completed = False
+        queued = 0
+        next_due: float | None = None
+        sent_any = stop = False
+        after = 0
         try:
-            for start in range(0, len(due), BATCH):
-                batch = due[start:start + BATCH]
-                # Durable before any POST of the batch: if we die from here on, they are "ambiguous".
-                pending = [i for i, _ in self._marks]
-                self.store.set_status(INFLIGHT, {"ids": pending + [e["id"] for e in batch],
-                                                 "pid": os.getpid(), "at": clk.to_iso(clk.utcnow())})
-                for entry in batch:
-                    if not flush and (self._stop.is_set() or self._pending_api is not None):
-                        stop = True
-                        break
-                    result = self._deliver(client, entry)
-                    stop = self._handle(client, entry, result, summary)
-                    if progress is not None:
-                        progress(entry, result)
-                    if self._marks and self._clock() - self._marks_since >= MARK_DELAY:
-                        self._commit_marks()
-                    if stop:
-                        break
-                self._commit_marks()
-                if stop:
+            while not stop:
+                page = self.store.queued(after=after, limit=BATCH)
+                if not page:
                     break
-            completed = True
+                after = page[-1].id
+                queued += len(page)
+                if flush:
+                    due = [e for e in page if self._settled(e)]
+                    summary["waiting"] += len(page) - len(due)
+                else:
+                    due = []
+                    for entry in page:
+                        at = self._due_at(entry, now)
+                        if at <= now:
+                            due.append(entry)
+                        else:
+                            next_due = at if next_due is None else min(next_due, at)
+                if not due:
+                    continue
+                if not flush and not sent_any and not self._problem:  # after trouble, "sending" waits for a success
+                    self._publish(SENDING)
+                sent_any = True
+                stop = self._send_batch(client, due, summary, progress)
+            self._commit_marks()
         finally:
-            if completed:
-                self.store.set_status(INFLIGHT, {"ids": []})
-            else:
-                # A failure mid-round (a store error): the in-flight record stays, so every entry
-                # of it is looked up before any re-send; confirmed deliveries are kept if possible.
-                try:
-                    self._commit_marks()
-                except Exception:
-                    log.debug("could not save confirmed deliveries yet; kept for the next round")
-        return 0.0  # look again at once: new entries, or the next wait
-
-    def _due_at(self, entry: dict, now: float) -> float:
+            # A failure mid-round (a store error) leaves the in-flight record: every entry of it is
+            # looked up before any re-send; confirmed deliveries are kept if possible.
+            try:
+                self._commit_marks()
+            except Exception:
+                log.debug("could not save confirmed deliveries yet; kept for the next round")
+        if flush:
+            summary["held"] = self.store.held_count()
+            return None
+        if sent_any:
+            return 0.0  # look again at once: new entries, or the next wait
         with self._lock:
-            due = self._due.get(entry["id"])
-            if due is None:
-                due = now
-                stored = entry.get("next_attempt")
-                if stored:  # a backoff from before a restart, if still plausible
-                    try:
-                        left = (clk.from_iso(stored) - clk.utcnow()).total_seconds()
-                    except (TypeError, ValueError):
-                        left = 0.0
-                    if left > 0:
-                        due = now + min(left, max(self._api.backoff_max, self._settle_time()))
-                due = max(due, now + self._settle_left(entry))
-                self._due[entry["id"]] = due
+            self._due = {i: t for i, t in self._due.items() if t > now}  # forget entries that left
+        if next_due is not None:
+            wait = next_due - now
+            self._publish(BACKING_OFF, wait=wait, queued=queued)
+            return wait
+        self._publish(IDLE, queued=queued + self.store.held_count())
+        return None
+
+    def _send_batch(self, client: TimeTrackClient, batch: list[OutboxEntry], summary: dict | None,
+                    progress: Progress | None) -> bool:
+        """POST (or look up) each entry of ``batch``; True when the round must stop."""
+        flush = summary is not None
+        # Durable before any POST of the batch: if we die from here on, they are "ambiguous".
+        pending = [i for i, _ in self._marks]
+        self.store.set_status(INFLIGHT, {"ids": pending + [e.id for e in batch],
+                                         "pid": os.getpid(), "at": clk.to_iso(clk.utcnow())})
+        stop = False
+        for entry in batch:
+            if not flush and (self._stop.is_set() or self._pending_api is not None):
+                stop = True
+                break
+            result = self._deliver(client, entry)
+            stop = self._handle(client, entry, result, summary)
+            if progress is not None:
+                progress(entry, result)
+            if self._marks and self._clock() - self._marks_since >= MARK_DELAY:
+                self._commit_marks()
+            if stop:
+                break
+        self._commit_marks()
+        self.store.set_status(INFLIGHT, {"ids": []})
+        return stop
+
+    def _due_at(self, entry: OutboxEntry, now: float) -> float:
+        """When ``entry`` may be tried (monotonic). Only entries with a wait are remembered."""
+        with self._lock:
+            due = self._due.get(entry.id)
+        if due is not None:
             return due
+        due = now
+        if entry.next_attempt is not None:  # a backoff from before a restart, if still plausible
+            left = (entry.next_attempt - clk.utcnow()).total_seconds()
+            if left > 0:
+                due = now + min(left, max(self._api.backoff_max, self._settle_time()))
+        due = max(due, now + self._settle_left(entry))
+        if due > now:
+            with self._lock:
+                self._due[entry.id] = due
+        return due
 
     def _settle_time(self) -> float:
         """How long an ambiguous attempt may still be running on the server.
@@ -428,18 +441,15 @@ class Sender:
             return self._settle
         return self._api.settle_seconds
 
-    def _settle_left(self, entry: dict) -> float:
+    def _settle_left(self, entry: OutboxEntry) -> float:
         """Seconds until an ambiguous entry may be looked up (0: now)."""
-        if not entry.get("ambiguous") or not entry.get("ambiguous_at"):
+        if not entry.ambiguous or entry.ambiguous_at is None:
             return 0.0
-        try:
-            age = (clk.utcnow() - clk.from_iso(entry["ambiguous_at"])).total_seconds()
-        except (TypeError, ValueError):
-            return 0.0
+        age = (clk.utcnow() - entry.ambiguous_at).total_seconds()
         settle = self._settle_time()
         return settle - age if 0 <= age < settle else 0.0  # a clock that jumped back holds nothing forever
 
-    def _settled(self, entry: dict) -> bool:
+    def _settled(self, entry: OutboxEntry) -> bool:
         return self._settle_left(entry) <= 0
 
     def _recover_inflight(self) -> None:
@@ -454,7 +464,7 @@ class Sender:
             entry = self.store.outbox_entry(entry_id)
             if entry is not None:
                 # Its POST may even be running still: look it up only after the settle time.
-                self.store.update_entry(entry_id, ambiguous=True, ambiguous_at=clk.to_iso(clk.utcnow()),
+                self.store.update_entry(entry_id, ambiguous=True, ambiguous_at=clk.utcnow(),
                                         next_attempt=_wall(settle))
                 with self._lock:
                     self._due[entry_id] = self._clock() + settle
@@ -464,28 +474,31 @@ class Sender:
                         "each is looked up before it is sent again", marked)
         self.store.set_status(INFLIGHT, {"ids": []})
 
-    def _deliver(self, client: TimeTrackClient, entry: dict) -> SendResult:
+    def _deliver(self, client: TimeTrackClient, entry: OutboxEntry) -> SendResult:
         try:
-            if not entry["username"] or clk.from_iso(entry["to"]) <= clk.from_iso(entry["from"]):
-                return SendResult(SendOutcome.REJECTED, None, "local check: no username, or the entry ends before it starts")
-        except (KeyError, TypeError, ValueError) as exc:
-            return SendResult(SendOutcome.REJECTED, None, f"local check: malformed entry ({exc.__class__.__name__}: {exc})")
-        if entry.get("ambiguous"):
+            if not entry.username or entry.end <= entry.start:
+                return SendResult(SendOutcome.REJECTED, None,
+                                  "local check: no username, or the entry ends before it starts")
+        except (AttributeError, TypeError, ValueError) as exc:
+            return SendResult(SendOutcome.REJECTED, None,
+                              f"local check: malformed entry ({exc.__class__.__name__}: {exc})")
+        if entry.ambiguous:
             try:
                 server_id = client.find(entry)
             except LookupFailed as exc:
                 return exc.result  # unknown whether it exists: never POST now
             if server_id is not None:
-                log.info("entry %s is already in TimeTrack (ID %s): not sent again", entry["id"], server_id)
+                log.info("entry %s is already in TimeTrack (ID %s): not sent again", entry.id, server_id)
                 return SendResult(SendOutcome.DELIVERED, None, "found by lookup", server_id=server_id)
         return client.create(entry)
 
     # ------------------------------------------------------------ outcomes
 
-    def _handle(self, client: TimeTrackClient, entry: dict, result: SendResult, summary: dict | None) -> bool:
+    def _handle(self, client: TimeTrackClient, entry: OutboxEntry, result: SendResult,
+                summary: dict | None) -> bool:
         """Record one outcome; True when the round must stop."""
         flush = summary is not None
-        entry_id = entry["id"]
+        entry_id = entry.id
         outcome = result.outcome
         if result.ok:
             if not self._marks:
@@ -503,7 +516,7 @@ class Sender:
                 return self._stop_all(BACKING_OFF, message, summary)
             self._commit_marks()
             self.store.reject(entry_id, result.status, result.message)
-            log.warning("entry %s (%s) rejected by TimeTrack: %s", entry_id, entry.get("username"), result.message)
+            log.warning("entry %s (%s) rejected by TimeTrack: %s", entry_id, entry.username, result.message)
             self._success(entry_id, summary, "rejected")
             return False
         if outcome is SendOutcome.AUTH:
@@ -512,11 +525,11 @@ class Sender:
             # Not sent, and nothing else will get through either: no attempt burned.
             return self._stop_all(OFFLINE, result.message, summary)
         # A server-side failure for this entry: 5xx, 408, 429, or a lost answer.
-        changes: dict[str, Any] = {"last_error": result.message, "last_attempt": clk.to_iso(clk.utcnow())}
+        changes: dict[str, Any] = {"last_error": result.message, "last_attempt": clk.utcnow()}
         throttled = result.retry_after is not None
         delay = 0.0
         if not throttled:  # a Retry-After is about the server, not this entry: no attempt burned
-            changes["attempts"] = int(entry.get("attempts") or 0) + 1
+            changes["attempts"] = int(entry.attempts or 0) + 1
             delay = self._backoff(changes["attempts"])
         if outcome is SendOutcome.AMBIGUOUS:
             changes.update(ambiguous=True, ambiguous_at=changes["last_attempt"])
@@ -525,8 +538,7 @@ class Sender:
             changes["next_attempt"] = _wall(delay)
             with self._lock:
                 self._due[entry_id] = self._clock() + delay
-        self.store.update_entry(entry_id, **changes)
-        entry.update(changes)
+        self.store.update_entry(entry_id, failed=True, **changes)
         log.debug("entry %s not delivered: %s", entry_id, result.message)
         if flush:
             summary["failed"] += 1
@@ -660,7 +672,7 @@ class Sender:
                 queued = self.store.outbox_count()
             except Exception:
                 queued = self._status.get("queued", 0)
-        next_attempt = _wall(wait) if wait is not None else None
+        next_attempt = clk.to_iso(_wall(wait)) if wait is not None else None
         with self._lock:
             was_problem, self._problem = self._problem, problem
             previous = self._status["state"]
@@ -678,9 +690,9 @@ class Sender:
             self.store.set_status("sender", status)
         except Exception:
             log.debug("cannot record the sender status", exc_info=True)
-        if self._on_status is not None:
+        if self.on_status is not None:
             try:
-                self._on_status(status)
+                self.on_status(status)
             except Exception:
                 log.exception("on_status callback failed")
 

@@ -1,0 +1,71 @@
+"""The local store: the only package that touches SQLite (through sqlitedict).
+
+:class:`Store` is one open store file; its methods come in rooms:
+:mod:`~kiosk.store.db` (transactions, paged reads, schema, identity),
+:mod:`~kiosk.store.taps` (badges, open clock-ins, the tap transaction, clock
+correction), :mod:`~kiosk.store.outbox` (queued, held, delivered and rejected
+entries) and this module (review list, audit log, status records, summary).
+
+    >>> with Store("/var/lib/kiosk/kiosk.sqlite", create=False) as store:   # doctest: +SKIP
+    ...     store.badge("04A1B2C3")
+    ...     store.summary()["outbox"]
+    Badge(uid='04A1B2C3', username='anna', ...)
+    0
+
+Every method is one transaction, so the daemon and ``kiosk`` commands in
+other processes can use the same file at the same time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiosk.model import AuditLine, FlaggedRecord
+from kiosk.store.db import PAGE, SCHEMA_VERSION, STORE_NAME, Database, key
+from kiosk.store.outbox import OutboxRecords
+from kiosk.store.taps import TapRecords
+
+__all__ = ["PAGE", "SCHEMA_VERSION", "STORE_NAME", "Store"]
+
+
+class Store(TapRecords, OutboxRecords, Database):
+    """Typed access to the kiosk's records. Thread-safe; safe beside other processes."""
+
+    # ------------------------------------------------------------ review and audit
+
+    def flagged(self) -> list[FlaggedRecord]:
+        """Open clock-ins and entries set aside for review, oldest first."""
+        return [FlaggedRecord.from_record(v) for _, v in self._walk("flagged")]
+
+    def flagged_count(self) -> int:
+        return self._count("flagged")
+
+    def audit(self, limit: int | None = None) -> list[AuditLine]:
+        """Audit lines, newest first."""
+        return [AuditLine.from_record(v) for _, v in self._page("audit", reverse=True, limit=limit)]
+
+    # ------------------------------------------------------------ status records
+
+    def set_status(self, name: str, value: Any) -> None:
+        """Daemon facts for ``kiosk status`` (last error, sender state), shared across processes."""
+        with self.transaction() as db:
+            db[key("status", name)] = value
+
+    def status_value(self, name: str, default=None):
+        return self._get(key("status", name), default)
+
+    def summary(self) -> dict:
+        """Everything ``kiosk status`` shows, as JSON-ready values."""
+        oldest = self.oldest_queued()
+        return {
+            "open": [o.to_record() for o in self.open_clock_ins()],
+            "outbox": self.outbox_count(),
+            "held": self.held_count(),
+            "oldest_queued_at": oldest.to_record()["queued_at"] if oldest else None,
+            "rejected": self.rejected_count(),
+            "flagged": self.flagged_count(),
+            "last_delivery": self.status_value("last_delivery"),
+            "last_error": self.status_value("last_error"),
+            "sender": self.status_value("sender"),
+            "reader": self.status_value("reader"),
+        }
