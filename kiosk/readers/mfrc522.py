@@ -3,9 +3,17 @@
 Built on the ``mfrc522`` library (0.0.7) for register access and chip set-up,
 with its defects worked around (see the design notes):
 
-- ``mfrc522`` imports ``RPi.GPIO`` at import time, which raises off a Pi: it
-  is imported here only when a reader is built, and the failure becomes a
-  :class:`ReaderUnavailable` that says what to do.
+- The parts come from a factory, as gpiozero's devices get their pins from a
+  pin factory: ``Mfrc522Reader(settings, factory=...)``, or
+  :attr:`Mfrc522Reader.default_factory` (like ``Device.pin_factory``), or else
+  a new :class:`PiFactory`. A factory hands over the ``mfrc522`` package, the
+  ``RPi.GPIO`` module and new SPI devices; :class:`kiosk.sim.rc522.FakeHardware`
+  is the simulated one. The driver opens the SPI device it is given itself
+  (the library's constructor would open its own ``spidev.SpiDev``), so nothing
+  here reaches for a module by name.
+- ``mfrc522`` imports ``RPi.GPIO`` at import time, which raises off a Pi:
+  :class:`PiFactory` imports it only when a reader is built, and the failure
+  becomes a :class:`ReaderUnavailable` that says what to do.
 - ``MFRC522_ToCard``'s wait loop never ends early (``~(n & 0x01)`` is always
   true): with no card, each poll costs about 2,000 SPI transfers. The driver
   below replaces it: the chip's own timer (TAuto, 2 ms) is the timeout, and the
@@ -15,7 +23,9 @@ with its defects worked around (see the design notes):
   7-byte UID comes back as 0x88 + 3 bytes. Here each poll runs WUPA, then
   anticollision (bit-oriented, so two cards in the field resolve to one) and
   SELECT at each cascade level until the SAK says the UID is complete, checks
-  BCC and CRC_A, and ends with HLTA. The id is the UID bytes in uppercase hex.
+  BCC and CRC_A, and ends with HLTA. A tap is the UID ``bytes`` (4, 7 or 10),
+  never text: :func:`kiosk.badges.from_bytes` makes the canonical id, so a
+  UID such as ``12345678`` cannot be mistaken for a decimal number.
 - The reset pin is always passed (BCM ``reader.reset_pin``; the library's
   guess is wrong in BCM mode, upstream issue #40). If something already set
   BOARD numbering, the pin is translated.
@@ -35,12 +45,15 @@ retries with backoff up to :data:`BACKOFF_MAX` seconds, pulsing the reset pin.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
 
 from kiosk.exc import Cause, HardwareError, ReaderUnavailable
 from kiosk.readers import Reader
@@ -87,6 +100,7 @@ BACKOFF_INITIAL = 0.25
 BACKOFF_MAX = 2.0
 RESET_PULSE = 0.001
 RESET_SETTLE = 0.05  # oscillator start-up after the reset pin goes high
+SPI_SPEED_HZ = 1_000_000  # the library's default
 
 VERSIONS = {0x88: "FM17522 clone", 0x89: "FM17522E clone", 0x90: "v0.0", 0x91: "v1.0", 0x92: "v2.0",
             0x12: "counterfeit", 0xB2: "FM17522 clone"}
@@ -131,14 +145,61 @@ class Frame:
     collision: int | None  # CollPos (1..32, counted from FIFO bit 0 including rx_align), if a collision
 
 
-# ---------------------------------------------------------------- the library, lazily
+# ---------------------------------------------------------------- where the parts come from
 
 
-def _import_library():
-    """Import mfrc522 and RPi.GPIO, or explain why they cannot work here."""
+class Factory(Protocol):
+    """What the driver needs from the machine (gpiozero's pin factories are the model).
+
+    ``mfrc522``: the mfrc522 package (its ``MFRC522`` class is subclassed);
+    ``gpio``: the ``RPi.GPIO`` module or one with its API (the reset pin);
+    ``spi()``: a new, unopened ``spidev.SpiDev`` or one with its API.
+    Accessing ``mfrc522`` or ``gpio`` may raise :class:`ReaderUnavailable`.
+    """
+
+    @property
+    def mfrc522(self) -> ModuleType: ...
+
+    @property
+    def gpio(self) -> Any: ...
+
+    def spi(self) -> Any: ...
+
+
+class PiFactory:
+    """The real parts: ``mfrc522``, ``RPi.GPIO`` (rpi-lgpio on a Pi 5) and ``spidev``, imported on first use.
+
+        >>> factory = PiFactory()            # imports nothing yet
+        >>> factory.gpio                     # doctest: +SKIP
+        <module 'RPi.GPIO' ...>
+    """
+
+    def __init__(self) -> None:
+        self._parts: tuple[ModuleType, ModuleType, ModuleType] | None = None
+
+    def _load(self) -> tuple[ModuleType, ModuleType, ModuleType]:
+        if self._parts is None:
+            self._parts = _import_library()
+        return self._parts
+
+    @property
+    def mfrc522(self) -> ModuleType:
+        return self._load()[0]
+
+    @property
+    def gpio(self) -> ModuleType:
+        return self._load()[1]
+
+    def spi(self) -> Any:
+        return self._load()[2].SpiDev()
+
+
+def _import_library() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import mfrc522, RPi.GPIO and spidev, or explain why they cannot work here."""
     try:
         lib = importlib.import_module("mfrc522")
         gpio = importlib.import_module("RPi.GPIO")
+        spidev = importlib.import_module("spidev")
     except RuntimeError as exc:  # RPi.GPIO off a Pi: "This module can only be run on a Raspberry Pi!"
         raise ReaderUnavailable(
             'reader.type = "mfrc522" needs a Raspberry Pi: importing the mfrc522 library failed '
@@ -150,29 +211,28 @@ def _import_library():
             'reader.type = "mfrc522" needs the mfrc522, spidev and RPi.GPIO packages (on a Raspberry Pi 5: '
             f"rpi-lgpio in place of RPi.GPIO) in the kiosk's venv: {exc}", Cause.MISSING_PACKAGE
         ) from exc
-    return lib, gpio
+    return lib, gpio, spidev
 
 
+@functools.cache
 def _driver_class(base: type) -> type:
     """A subclass of the library's ``MFRC522`` (imported just now) with a working transceive."""
 
     class Driver(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *, bus: int, device: int, pin_mode: int, pin_rst: int, gpio,
-                     sleep: Callable[[float], None]) -> None:
-            self._gpio, self._pin_rst, self._pin_mode, self._sleep = gpio, pin_rst, pin_mode, sleep
-            self.spi = None
-            lib_log = logging.getLogger("mfrc522Logger")
-            handlers = list(lib_log.handlers)
-            try:
-                super().__init__(bus=bus, device=device, pin_mode=pin_mode, pin_rst=pin_rst)
-            except BaseException:
-                if self.spi is not None:
-                    self.spi.close()
-                raise
-            finally:
-                for handler in lib_log.handlers[:]:  # it adds a StreamHandler per instance
-                    if handler not in handlers:
-                        lib_log.removeHandler(handler)
+        def __init__(self, *, spi, gpio, pin_mode: int, pin_rst: int, sleep: Callable[[float], None]) -> None:
+            """The library constructor's steps, over the parts given (``spi`` already open).
+
+            ``MFRC522.__init__`` is not called: it opens its own ``spidev.SpiDev``
+            (from whatever module it imported), adds a log handler per instance and
+            guesses the reset pin wrongly in BCM mode (upstream issue #40).
+            """
+            self.spi, self._gpio, self._pin_rst, self._pin_mode, self._sleep = spi, gpio, pin_rst, pin_mode, sleep
+            self.logger = logging.getLogger("mfrc522Logger")  # the library's methods log here
+            if gpio.getmode() is None:
+                gpio.setmode(pin_mode)
+            gpio.setup(pin_rst, gpio.OUT)
+            gpio.output(pin_rst, 1)
+            self.MFRC522_Init()
 
         # -- register access in bursts (datasheet 8.1.2: one transfer, many bytes)
 
@@ -327,17 +387,32 @@ def _driver_class(base: type) -> type:
 
 
 class Mfrc522Reader(Reader):
-    """Badge taps from an RC522 on SPI ``reader.spi_bus``.``reader.spi_device``.
+    """Badge taps from an RC522 on SPI ``reader.spi_bus``.``reader.spi_device``: each tap is the UID bytes.
 
-    ``sleep`` (default ``time.sleep``) is used for the short waits inside a
-    frame (about 2.5 ms) and the reset pulse; ``clock`` (default
-    ``time.monotonic``) for the release timing. Tests pass no-op/fake ones and
-    drive :meth:`step` directly.
+    ``factory`` supplies the mfrc522 library, RPi.GPIO and the SPI device
+    (see :class:`Factory`); without one, :attr:`default_factory`, else a new
+    :class:`PiFactory` (the real thing). ``sleep`` (default ``time.sleep``) is
+    used for the short waits inside a frame (about 2.5 ms) and the reset pulse;
+    ``clock`` (default ``time.monotonic``) for the release timing. Tests pass
+    no-op/fake ones and drive :meth:`step` directly. Over the simulated chip::
+
+        from kiosk.sim import rc522 as fakespi
+
+        hw = fakespi.board()                           # a FakeMfrc522 on spidev0.0, RST on GPIO25
+        reader = Mfrc522Reader(ReaderSettings(), factory=hw)
+        hw.chip.place(fakespi.FakeCard("12345678"))
+        for uid in reader.taps(stop):                  # b"\x12\x34\x56\x78": bytes, not text
+            print(badges.from_bytes(uid))              # 12345678
+        reader.close()                                 # antenna off, SPI closed, reset pin freed
+
+    Raises :class:`~kiosk.exc.ReaderUnavailable` (with a ``cause``) when the
+    parts cannot be loaded or the device or reset pin cannot be opened.
     """
 
     name = "mfrc522"
+    default_factory: Factory | None = None  # as gpiozero's Device.pin_factory: used when no factory is passed
 
-    def __init__(self, settings, *, sleep: Callable[[float], None] | None = None,
+    def __init__(self, settings, *, factory: Factory | None = None, sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.settings = settings
@@ -346,51 +421,71 @@ class Mfrc522Reader(Reader):
         self._clock = clock or time.monotonic
         self.bus, self.device = settings.spi_bus, settings.spi_device
         self.where = f"MFRC522 on /dev/spidev{self.bus}.{self.device}"
-        lib, gpio = _import_library()
-        self.lib, self.gpio = lib, gpio
+        if factory is None:
+            factory = type(self).default_factory or PiFactory()
+        self.factory = factory
+        lib, gpio = factory.mfrc522, factory.gpio
         pin_mode, pin = gpio.BCM, settings.reset_pin
         if gpio.getmode() == gpio.BOARD:  # someone chose physical numbering first: follow it
             if pin not in BCM_TO_BOARD:
                 raise ReaderUnavailable(f"reader.reset_pin = {pin}: BCM GPIO{pin} is not on the 40-pin header",
                                         Cause.PIN_SETUP)
             pin_mode, pin = gpio.BOARD, BCM_TO_BOARD[pin]
-        device_path = f"/dev/spidev{self.bus}.{self.device}"
-        try:
-            self.chip = _driver_class(lib.MFRC522)(
-                bus=self.bus, device=self.device, pin_mode=pin_mode, pin_rst=pin, gpio=gpio, sleep=self._sleep)
-        except FileNotFoundError:
-            raise ReaderUnavailable(
-                f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and check "
-                "reader.spi_bus / reader.spi_device", Cause.DEVICE_MISSING) from None
-        except PermissionError:
-            raise ReaderUnavailable(
-                f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)",
-                Cause.PERMISSION) from None
-        except OSError as exc:
-            raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
-        except (RuntimeError, ValueError) as exc:  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
-            raise ReaderUnavailable(
-                f"cannot set up the reset pin (reader.reset_pin = {settings.reset_pin}, BCM): {exc}. On a "
-                "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio",
-                Cause.PIN_SETUP) from None
+        self.chip = self._open(lib, gpio, pin_mode, pin)
         self._lock = threading.Lock()
         self._closed = False
         self._ready = False
-        self._needs_init = False  # the library's constructor ran MFRC522_Init just now
+        self._needs_init = False  # the driver's constructor ran MFRC522_Init just now
         self._attempts = 0  # failed recovery attempts in a row
         self._errors = 0  # polls in a row that ended in a ChipError
         self._version = 0
         self._next_check = 0.0
-        self._held: dict[str, float] = {}  # badge id -> when last seen
+        self._held: dict[bytes, float] = {}  # UID -> when last seen
         self.polls = 0
+
+    def _open(self, lib: ModuleType, gpio: Any, pin_mode: int, pin: int):
+        """Open the SPI device, set up the reset pin and the chip; errors become ReaderUnavailable."""
+        device_path = f"/dev/spidev{self.bus}.{self.device}"
+        spi = None
+        try:
+            spi = self.factory.spi()
+            spi.open(self.bus, self.device)
+            spi.max_speed_hz = SPI_SPEED_HZ
+            return _driver_class(lib.MFRC522)(spi=spi, gpio=gpio, pin_mode=pin_mode, pin_rst=pin, sleep=self._sleep)
+        except BaseException as exc:
+            if spi is not None:
+                try:
+                    spi.close()
+                except OSError:
+                    pass
+            if isinstance(exc, FileNotFoundError):
+                raise ReaderUnavailable(
+                    f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and "
+                    "check reader.spi_bus / reader.spi_device", Cause.DEVICE_MISSING) from None
+            if isinstance(exc, PermissionError):
+                raise ReaderUnavailable(
+                    f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)",
+                    Cause.PERMISSION) from None
+            if isinstance(exc, OSError):
+                raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
+            if isinstance(exc, (RuntimeError, ValueError)):  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
+                raise ReaderUnavailable(
+                    f"cannot set up the reset pin (reader.reset_pin = {self.settings.reset_pin}, BCM): {exc}. On a "
+                    "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio",
+                    Cause.PIN_SETUP) from None
+            raise
 
     # ------------------------------------------------------------ public
 
-    def taps(self, stop: threading.Event) -> Iterator[str]:
+    def taps(self, stop: threading.Event) -> Iterator[bytes]:
+        """The UID bytes of each new tap, polling every ``reader.poll_interval`` until ``stop`` or :meth:`close`.
+
+        Never raises: errors are reported through ``on_health`` and retried with backoff.
+        """
         failing = False
         while not stop.is_set() and not self._closed:
             try:
-                badge, delay = self.step()
+                uid, delay = self.step()
                 failing = False
             except Exception as exc:  # never let the reader thread die: report, back off, retry
                 if not failing:
@@ -398,14 +493,14 @@ class Mfrc522Reader(Reader):
                 failing = True
                 self._ready, self._needs_init = False, True
                 self._set_health(False, f"{self.where}: unexpected error ({exc.__class__.__name__}); retrying")
-                badge, delay = None, BACKOFF_MAX
-            if badge is not None:
-                yield badge
+                uid, delay = None, BACKOFF_MAX
+            if uid is not None:
+                yield uid
             if stop.wait(delay):
                 break
 
-    def step(self) -> tuple[str | None, float]:
-        """One poll: (new tap's badge id or None, seconds to wait before the next step)."""
+    def step(self) -> tuple[bytes | None, float]:
+        """One poll: (a new tap's UID bytes or None, seconds to wait before the next step)."""
         with self._lock:
             start = self._clock()
             if self._closed:
@@ -429,11 +524,11 @@ class Mfrc522Reader(Reader):
                 self._attempts = 0
                 self._report_ok()
             self.polls += 1
-            badge = uid.hex().upper() if uid is not None else None
-            new = self._seen(badge, start)
-            return (badge if new else None), max(0.0, self.interval - (self._clock() - start))
+            new = self._seen(uid, start)
+            return (uid if new else None), max(0.0, self.interval - (self._clock() - start))
 
     def close(self) -> None:
+        """Antenna off, SPI closed, only the reset pin freed (other pins of the process stay set up)."""
         with self._lock:
             if self._closed:
                 return
@@ -445,16 +540,16 @@ class Mfrc522Reader(Reader):
 
     # ------------------------------------------------------------ internals
 
-    def _seen(self, badge: str | None, now: float) -> bool:
-        """Note a poll's result; True if ``badge`` is a new tap (not held, or released since)."""
+    def _seen(self, uid: bytes | None, now: float) -> bool:
+        """Note a poll's result; True if ``uid`` is a new tap (not held, or released since)."""
         release = self.settings.release_seconds
         for held, last in list(self._held.items()):
             if now - last >= release:
                 del self._held[held]
-        if badge is None:
+        if uid is None:
             return False
-        new = badge not in self._held
-        self._held[badge] = now
+        new = uid not in self._held
+        self._held[uid] = now
         return new
 
     def _check(self) -> None:
