@@ -660,3 +660,13 @@ def test_library_log_handlers_do_not_pile_up(hw, make_reader):
     make_reader()
     make_reader()
     assert logging.getLogger("mfrc522Logger").handlers == handlers
+
+
+def test_docstring_examples():
+    import doctest
+
+    import kiosk.readers
+    import kiosk.readers.mfrc522_chip
+
+    for module in (kiosk.readers, reader_mod, kiosk.readers.mfrc522_chip, fakespi):
+        assert doctest.testmod(module).failed == 0, module.__name__
