@@ -256,6 +256,8 @@ any_text = st.one_of(
 @example("9" * 64)
 @example("0x" + "1" * 62)
 @example("\udcff" * 8)
+@example("\x1b[2J" * 4_000_000)  # 16 MB
+@example("٣" * 10_000_000)
 def test_parse_never_raises_anything_but_badge_id_error(text):
     try:
         result = parse(text)
