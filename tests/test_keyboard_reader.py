@@ -308,12 +308,37 @@ def test_a_partial_id_times_out_when_no_key_follows(port, run, caplog):
     assert r.next_id() == "34"
 
 
-def test_too_long_without_enter_is_dropped(port, run):
+def test_too_long_is_one_invalid_then_reading_goes_on(port, run):
     dev = port.plug()
     r = run()
     typist = Typist()
     dev.push(typist.type("1" * (keyboard.MAX_ID_LENGTH + 1)) + typist.type("99"))
+    first = r.next_id()
+    assert isinstance(first, readers.Invalid) and "(65 characters)" in first.reason
     assert r.next_id() == "99"
+
+
+def test_the_tail_of_an_over_long_id_is_not_a_badge(port, run):
+    """Issue 7: 100 keys and Enter used to yield the last 35 as an id (here a badge's own spelling)."""
+    dev = port.plug()
+    r = run()
+    typist = Typist()
+    junk = "7" * (keyboard.MAX_ID_LENGTH + 1) + "04A1B2C3"
+    dev.push(typist.type(junk) + typist.type("04D5E6F7A8B9C0"))
+    first = r.next_id()
+    assert isinstance(first, readers.Invalid), first
+    assert f"({len(junk)} characters)" in first.reason and len(first.reason) < 200
+    assert first.shown == "7" * keyboard.SHOW
+    assert r.next_id() == "04D5E6F7A8B9C0"
+    assert r.ids.empty()
+
+
+def test_an_over_long_id_cut_off_by_a_pause_is_dropped_without_a_tap(port, run):
+    dev = port.plug()
+    r = run()
+    typist = Typist()
+    dev.push(typist.type("1" * 80, enter=False) + typist.wait(2.0).type("04A1B2C3"))
+    assert r.next_id() == "04A1B2C3"  # nobody finished typing the long one: no INVALID for it
 
 
 def test_dropped_events_discard_the_partial_id(port, run):
