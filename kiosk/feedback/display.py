@@ -1,0 +1,428 @@
+"""The display at the door, through luma: device from settings, its own drawing thread, retries, burn-in care.
+
+``show``, ``set_status`` and ``enrolling`` only note what to show (under a lock
+held for a few assignments) and wake the drawing thread: a tap never waits for
+I2C or SPI. The thread opens the device (``[display]`` in the config, see
+:func:`open_device`), draws the screen that applies (:mod:`kiosk.feedback.screens`)
+and writes only when the picture changed:
+
+- a tap's screen for ``tap_seconds`` (longer while a long name scrolls by), then
+  the enrolment prompt while one is open, else the idle screen (the clock);
+- burn-in care: the idle screen moves by up to ``shift_pixels`` every
+  ``shift_seconds``; after ``dim_after_seconds`` without a tap the contrast drops
+  to ``dim_contrast``, after ``blank_after_seconds`` the panel is switched off; a
+  tap, an enrolment or a new problem wakes it.
+
+A failing display (unplugged, loose wire: every write raises) is logged once per
+streak of failures, reported through ``on_health(False, message)``, released and
+opened again with backoff (1 s doubling to 60 s); ``on_health(True, "")`` and one
+log line when it works again. A write that hangs is noticed by the next call
+from the daemon and reported the same way. None of it reaches the tap's thread.
+
+luma is imported only here, and only when a device is opened (``pip install
+'kiosk[display]'``). ``KIOSK_DISPLAY_SIM`` runs the configured driver over
+simulated buses (:mod:`kiosk.sim.display`), for benchmarks and end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import threading
+import time
+import types
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from PIL import Image, ImageOps
+
+from kiosk.exc import Cause, DisplayUnavailable
+from kiosk.feedback import Feedback, Status, screens
+from kiosk.feedback.panels import I2C, PANELS, SPI, resolved_size
+from kiosk.rules import TapOutcome
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL, BACKOFF_MAX = 1.0, 60.0
+IDLE_TICK = 1.0  # the idle screen is looked at this often (written only when it changed)
+WRITE_STUCK = 10.0  # a device call taking longer than this counts as a failure
+ACCENTS = {  # colour LCDs: the screen's colour by kind (monochrome panels ignore it)
+    "clock_in": (40, 220, 40), "clock_out": (40, 220, 40), "too_soon": (255, 190, 0), "enrol": (0, 200, 255),
+    "unknown": (255, 60, 60), "disabled": (255, 60, 60), "invalid": (255, 60, 60), "error": (255, 60, 60),
+}
+_construct_lock = threading.Lock()
+
+
+# ---------------------------------------------------------------- devices
+
+
+def logical_size(settings) -> tuple[int, int]:
+    """The size the screens are drawn at: the panel's, turned by ``rotate``."""
+    w, h = resolved_size(settings.driver, settings.width, settings.height)
+    return (h, w) if settings.rotate % 2 else (w, h)
+
+
+@contextlib.contextmanager
+def _no_atexit_hooks(captured: list):
+    """luma registers an exit hook per device object, holding it forever: a display retried every
+    minute for a week would keep thousands alive. The display closes its device itself instead."""
+    import luma.core.device
+
+    with _construct_lock:
+        original = luma.core.device.atexit
+        luma.core.device.atexit = types.SimpleNamespace(register=captured.append)
+        try:
+            yield
+        finally:
+            luma.core.device.atexit = original
+
+
+def open_device(settings, *, hardware=None):
+    """A luma device for ``settings`` (:class:`kiosk.config.DisplaySettings`), initialised and switched on.
+
+    ``hardware``: simulated buses (:class:`kiosk.sim.display.Hardware`); None uses
+    ``KIOSK_DISPLAY_SIM`` if set, else the real ``/dev/i2c-*`` or ``/dev/spidev*``.
+    Raises :class:`~kiosk.exc.DisplayUnavailable` with a typed cause.
+    """
+    panel = PANELS[settings.driver]
+    width, height = resolved_size(settings.driver, settings.width, settings.height)
+    if hardware is None and panel.bus != "memory":
+        from kiosk.sim.display import from_env
+
+        hardware = from_env(settings.driver, width, height, settings.i2c_address)
+    serial = None
+    try:
+        with _no_atexit_hooks([]):
+            if settings.driver == "dummy":
+                from luma.core.device import dummy
+
+                return dummy(width=width, height=height, rotate=settings.rotate, mode="1")
+            if panel.bus == I2C:
+                from luma.core.interface.serial import i2c
+                from luma.oled import device as oled
+
+                bus = hardware.i2c(settings.i2c_port) if hardware else None
+                serial = i2c(bus=bus, port=settings.i2c_port, address=settings.i2c_address)
+                return getattr(oled, settings.driver)(serial, width=width, height=height, rotate=settings.rotate)
+            from luma.core.interface.serial import spi
+            from luma.lcd import device as lcd
+
+            gpio = hardware.gpio() if hardware else None
+            spi_dev = hardware.spi(settings.spi_port, settings.spi_device) if hardware else None
+            serial = spi(spi=spi_dev, gpio=gpio, port=settings.spi_port, device=settings.spi_device,
+                         gpio_DC=settings.dc_pin, gpio_RST=settings.reset_pin)
+            light = {"backlight": _FixedBacklight()} if settings.backlight_pin < 0 else \
+                {"gpio": gpio, "gpio_LIGHT": settings.backlight_pin}
+            return getattr(lcd, settings.driver)(serial, width=width, height=height, rotate=settings.rotate,
+                                                 **light)
+    except Exception as exc:
+        if serial is not None:
+            with contextlib.suppress(Exception):
+                serial.cleanup()
+        message, cause = describe_error(exc, settings)
+        raise DisplayUnavailable(message, cause) from exc
+
+
+class _FixedBacklight:
+    """An LCD backlight wired to 3V3 (``backlight_pin = -1``): nothing to switch."""
+
+    def __call__(self, on: bool) -> None:
+        pass
+
+
+def describe_error(exc: BaseException, settings) -> tuple[str, Cause]:
+    """A display error as one line for a person, and its typed cause."""
+    if isinstance(exc, DisplayUnavailable):
+        return str(exc), exc.cause
+    panel = PANELS[settings.driver]
+    where = (f"/dev/i2c-{settings.i2c_port} address 0x{settings.i2c_address:02X}" if panel.bus == I2C
+             else f"/dev/spidev{settings.spi_port}.{settings.spi_device}")
+    if isinstance(exc, ImportError):
+        return (f"{exc.name or panel.package} is not installed (pip install 'kiosk[display]')",
+                Cause.MISSING_PACKAGE)
+    name = type(exc).__name__
+    code = getattr(exc, "errno", None)
+    text = str(exc) or name
+    if name == "DevicePermissionError" or code in (errno.EACCES, errno.EPERM):
+        return f"{settings.driver} on {where}: permission denied ({text})", Cause.PERMISSION
+    if code == errno.ENOENT or "not found:" in text:
+        return f"{settings.driver}: {where.split(' ')[0]} missing ({text})", Cause.DEVICE_MISSING
+    if name == "DeviceNotFoundError" or code in (errno.EREMOTEIO, errno.EIO, errno.ENXIO, errno.ETIMEDOUT):
+        return f"{settings.driver} on {where} not answering ({text})", Cause.NOT_ANSWERING
+    if name == "UnsupportedPlatform":
+        return f"{settings.driver}: no GPIO access for its pins ({text})", Cause.NOT_A_PI
+    return f"{settings.driver} on {where}: {name}: {text}", Cause.UNKNOWN
+
+
+def release(device) -> None:
+    """Let go of a device that failed, without talking to it (it would only fail again)."""
+    backlight = getattr(device, "backlight", None)
+    with contextlib.suppress(Exception):
+        if backlight is not None and hasattr(backlight, "cleanup"):
+            backlight.cleanup()
+    with contextlib.suppress(Exception):
+        device._serial_interface.cleanup()
+
+
+def to_device_mode(image: Image.Image, mode: str, kind: str) -> Image.Image:
+    """A rendered (mode "1") screen in the device's colour mode; colour panels get the screen's accent."""
+    if mode == "1":
+        return image
+    colour = ACCENTS.get(kind, (255, 255, 255))
+    return ImageOps.colorize(image.convert("L"), black=(0, 0, 0), white=colour).convert(mode)
+
+
+def shift_offsets(pixels: int) -> list[tuple[int, int]]:
+    """Where the idle screen goes, in turn: ring by ring around (0, 0), out to ``pixels``."""
+    offsets = [(0, 0)]
+    for r in range(1, max(0, pixels) + 1):  # clockwise around the square of radius r
+        offsets += [(dx, -r) for dx in range(-r, r + 1)] + [(r, dy) for dy in range(-r + 1, r + 1)]
+        offsets += [(dx, r) for dx in range(r - 1, -r - 1, -1)] + [(-r, dy) for dy in range(r - 1, -r, -1)]
+    return offsets
+
+
+# ---------------------------------------------------------------- the feedback
+
+
+class DisplayFeedback(Feedback):
+    """The door display, driven by its own thread.
+
+    ``device``: an already open luma-like device (tests, ``kiosk demo``) used
+    instead of opening one from ``settings``; ``opener``: a callable returning a
+    device (each retry calls it again); ``tz``/``now``/``monotonic``: the clocks
+    (tests pin them); ``start``: run the thread (tests may call :meth:`step`).
+    """
+
+    name = "display"
+
+    def __init__(self, settings, *, kiosk_name: str = "kiosk", device=None, opener: Callable | None = None,
+                 hardware=None, tz: tzinfo | None = None, now: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic, start: bool = True):
+        self.settings = settings
+        self.kiosk_name = kiosk_name
+        self.tz = tz
+        self._now = now or (lambda: datetime.now(tz).astimezone(tz))
+        self._mono = monotonic
+        fonts = screens.Fonts({screens.REGULAR: settings.font or None, screens.BOLD: settings.font or None}) \
+            if settings.font else None
+        self.renderer = screens.Renderer(logical_size(settings), fonts, inset=settings.shift_pixels)
+        self._opener = opener or (lambda: open_device(settings, hardware=hardware))
+        self.device = device
+        self._given = device is not None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._tap: tuple[screens.Screen, float, float, str] | None = None  # screen, since, until, uid
+        self._enrol: str | None = None
+        self._status = Status()
+        self._active = monotonic()  # the last tap, enrolment or new problem: dim and blank count from here
+        self._shift_epoch = monotonic()
+        # device state, owned by the thread
+        self._last: bytes | None = None
+        self._contrast: int | None = None
+        self._hidden = False
+        self._next_open = 0.0
+        self._backoff = BACKOFF_INITIAL
+        self._failing = False
+        self._writing_since: float | None = None
+        self.failures = 0
+        self.frames_written = 0
+        self.healthy = True
+        self.health_message = ""
+        self._health_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="kiosk-display", daemon=True)
+        if start:
+            self._thread.start()
+
+    # -- the daemon's side: note and wake, never wait
+
+    def show(self, outcome: TapOutcome) -> None:
+        self._check_stuck()
+        screen = screens.for_outcome(outcome, tz=self.tz, hours=self.settings.clock)
+        now = self._mono()
+        with self._lock:
+            if screen is None:  # a repeat tap: the card is still there, keep its screen a little longer
+                if self._tap is not None and self._tap[3] == outcome.uid and now < self._tap[2]:
+                    s, since, _, uid = self._tap
+                    self._tap = (s, since, now + self.settings.tap_seconds, uid)
+                return
+            frames = self.renderer.frames(screen)
+            seconds = self.settings.tap_seconds
+            if frames > 1:
+                seconds = max(seconds, frames * self.renderer.frame_seconds(screen) + 1.0)
+            self._tap = (screen, now, now + seconds, outcome.uid)
+            self._active = now
+        self._wake.set()
+
+    def set_status(self, status: Status) -> None:
+        self._check_stuck()
+        with self._lock:
+            if status.lines() and set(status.lines()) - set(self._status.lines()):
+                self._active = self._mono()  # a new problem wakes a dimmed or blank display
+            self._status = status
+        self._wake.set()
+
+    def enrolling(self, username: str | None) -> None:
+        self._check_stuck()
+        with self._lock:
+            self._enrol = username
+            self._active = self._mono()
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self.device is not None and not self._given and not self._thread.is_alive():
+            device, self.device = self.device, None
+            try:
+                device.cleanup()  # blank: a frozen picture after the kiosk stopped would lie
+            except Exception:
+                release(device)
+
+    # -- health
+
+    def _set_health(self, ok: bool, message: str = "") -> None:
+        with self._health_lock:
+            if ok == self.healthy and message == self.health_message:
+                return
+            self.healthy, self.health_message = ok, message
+        try:
+            self.on_health(ok, message)
+        except Exception:
+            log.exception("display: the health callback failed")
+
+    def _check_stuck(self) -> None:
+        since = self._writing_since
+        if since is not None and self._mono() - since > WRITE_STUCK and self.healthy:
+            message = f"display: {self.settings.driver} write hangs for {self._mono() - since:.0f}s"
+            log.error("%s", message)
+            self._set_health(False, message)
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        self.failures += 1
+        message, _ = describe_error(exc, self.settings)
+        if not self._failing:
+            self._failing = True
+            log.error("display: %s failed: %s (retrying, up to every %gs)", what, message, BACKOFF_MAX)
+        else:
+            log.debug("display: %s failed again: %s", what, message)
+        self._set_health(False, f"display: {message}")
+        if self.device is not None and not self._given:
+            release(self.device)
+            self.device = None
+        self._next_open = self._mono() + self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            log.info("display: works again (after %d failed attempts)", self.failures)
+        self._failing = False
+        self._backoff = BACKOFF_INITIAL
+        self._set_health(True, "")
+
+    # -- the thread
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.step()
+            except BaseException as exc:  # never let the thread die: a bug here must not stop the display for good
+                if isinstance(exc, SystemExit):  # luma's pygame window was closed
+                    log.info("display window closed")
+                    return
+                log.exception("display: drawing failed")
+                wait = BACKOFF_MAX
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def current(self) -> tuple[screens.Screen, int, tuple[int, int], str]:
+        """What to show now: (screen, frame, offset, level); level is on, dim or blank."""
+        now = self._mono()
+        with self._lock:
+            tap, enrol, status, active = self._tap, self._enrol, self._status, self._active
+        if tap is not None and now < tap[2]:
+            screen, since = tap[0], tap[1]
+            frame = min(int((now - since) / self.renderer.frame_seconds(screen)), self.renderer.frames(screen) - 1)
+            return screen, frame, (0, 0), "on"
+        if enrol is not None:
+            screen = screens.enrolment(enrol)
+            frames = self.renderer.frames(screen)
+            return screen, int((now - active) / self.renderer.frame_seconds(screen)) % frames, (0, 0), "on"
+        screen = screens.idle(self._now(), self.kiosk_name, status, hours=self.settings.clock)
+        frame = int(now / screens.STATUS_SECONDS) % max(1, len(screen.status))
+        offset = (0, 0)
+        if self.settings.shift_pixels and self.settings.shift_seconds:
+            offsets = shift_offsets(self.settings.shift_pixels)
+            offset = offsets[int((now - self._shift_epoch) / self.settings.shift_seconds) % len(offsets)]
+        if tap is not None:
+            active = max(active, tap[2])
+        idle_for = now - active
+        s = self.settings
+        if s.blank_after_seconds and idle_for >= s.blank_after_seconds:
+            return screen, frame, offset, "blank"
+        if s.dim_after_seconds and idle_for >= s.dim_after_seconds:
+            return screen, frame, offset, "dim"
+        return screen, frame, offset, "on"
+
+    def step(self) -> float:
+        """Open the device if due, draw what applies now; return the seconds until the next look."""
+        now = self._mono()
+        if now < self._next_open:  # backing off after a failure
+            return min(self._next_open - now, IDLE_TICK)
+        if self.device is None:
+            try:
+                self.device = self._opener()
+            except Exception as exc:
+                self._failed(exc, "opening")
+                return min(self._next_open - now, IDLE_TICK)
+            self._last, self._contrast, self._hidden = None, None, False
+            if tuple(self.device.size) != self.renderer.size:
+                self.renderer = screens.Renderer(tuple(self.device.size), self.renderer.fonts,
+                                                 inset=self.settings.shift_pixels)
+        screen, frame, offset, level = self.current()
+        try:
+            self._present(screen, frame, offset, level)
+        except Exception as exc:
+            self._failed(exc, "writing")
+            return min(self._next_open - self._mono(), IDLE_TICK)
+        self._recovered()
+        return self._next_look(screen)
+
+    def _next_look(self, screen: screens.Screen) -> float:
+        with self._lock:
+            tap = self._tap
+        now = self._mono()
+        if screen.kind != "idle":
+            wait = self.renderer.frame_seconds(screen) if self.renderer.frames(screen) > 1 else IDLE_TICK
+            if tap is not None and tap[2] > now:
+                wait = min(wait, tap[2] - now)
+            return max(0.01, wait)
+        return IDLE_TICK
+
+    def _present(self, screen: screens.Screen, frame: int, offset: tuple[int, int], level: str) -> None:
+        device = self.device
+        self._writing_since = self._mono()
+        try:
+            if level == "blank":
+                if not self._hidden:
+                    device.hide()
+                    self._hidden = True
+                return
+            if self._hidden:
+                device.show()
+                self._hidden = False
+            contrast = self.settings.contrast if level == "on" else self.settings.dim_contrast
+            if contrast != self._contrast:
+                device.contrast(contrast)
+                self._contrast = contrast
+            image = self.renderer.render(screen, frame, offset)
+            picture = image.tobytes()
+            if picture != self._last:
+                device.display(to_device_mode(image, device.mode, screen.kind))
+                self._last = picture
+                self.frames_written += 1
+        finally:
+            self._writing_since = None
