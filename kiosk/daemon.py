@@ -45,12 +45,14 @@ class Daemon:
         self.rules = settings.rules
         self.store = Store(settings.store_path)
         self.reader = reader or readers.create(settings.reader, **(reader_kwargs or {}))
-        self.feedback = feedback or feedback_mod.create(settings.feedback, **(feedback_kwargs or {}))
+        self.feedback = feedback or feedback_mod.create(settings, **(feedback_kwargs or {}))
         self.sender = Sender(self.store, settings.api, on_status=self._on_sender_status)
         self.reader.on_health = self._on_reader_health
+        self.feedback.on_health = self._on_feedback_health
         self._last_seen: dict[str, float] = {}
         self._faults: dict[str, str] = {}
         self._backlog = False
+        self._queued = 0
         self._status_lock = threading.Lock()
         self._reload = threading.Event()
         self._kick = threading.Event()  # wakes the main loop
@@ -153,10 +155,20 @@ class Daemon:
         except Exception:
             log.exception("cannot record reader status")
 
+    def _on_feedback_health(self, ok: bool, message: str) -> None:
+        """A feedback device (the display) failed or recovered: log it, show it, keep it for ``kiosk status``."""
+        # Logged and kept for `kiosk status`, but no fault sign: taps still work and the LEDs say so.
+        (log.info if ok else log.error)("feedback %s%s", "ok" if ok else "failing", f": {message}" if message else "")
+        try:
+            self.store.set_status("feedback", {"ok": ok, "message": message, "at": time.time()})
+        except Exception:
+            log.exception("cannot record feedback status")
+
     def _on_sender_status(self, status: dict) -> None:
         state = status.get("state", "")
         self._set_fault("sender", "credentials rejected" if state == "credentials rejected" else None)
         with self._status_lock:
+            self._queued = int(status.get("queued") or 0)
             self._backlog = state in ("offline", "backing off") and bool(status.get("queued", 1))
         self._update_feedback()
 
@@ -173,12 +185,13 @@ class Daemon:
 
     def _update_feedback(self) -> None:
         with self._status_lock:
+            problems = tuple(self._faults.values())
             if self._faults:
-                status = Status(Health.FAULT, "; ".join(self._faults.values()))
+                status = Status(Health.FAULT, "; ".join(problems), self._queued, problems)
             elif self._backlog:
-                status = Status(Health.BACKLOG, "entries waiting for delivery")
+                status = Status(Health.BACKLOG, "entries waiting for delivery", self._queued)
             else:
-                status = Status()
+                status = Status(queued=self._queued)
         self.feedback.set_status(status)
         service.notify(f"STATUS={status.health}{': ' + status.message if status.message else ''}")
 
@@ -284,7 +297,7 @@ class Daemon:
         self._install_signals()
         reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
         log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
-                 self.settings.reader.type, self.settings.feedback.type, self.store.path)
+                 self.settings.reader.type, "+".join(feedback_mod.kinds(self.settings)), self.store.path)
         try:
             try:
                 self._housekeeping()

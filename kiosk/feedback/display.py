@@ -139,8 +139,8 @@ def describe_error(exc: BaseException, settings) -> tuple[str, Cause]:
     where = (f"/dev/i2c-{settings.i2c_port} address 0x{settings.i2c_address:02X}" if panel.bus == I2C
              else f"/dev/spidev{settings.spi_port}.{settings.spi_device}")
     if isinstance(exc, ImportError):
-        return (f"{exc.name or panel.package} is not installed (pip install 'kiosk[display]')",
-                Cause.MISSING_PACKAGE)
+        return (f"{exc.name or panel.package} is not installed (pip install luma.oled luma.lcd: "
+                "the kiosk[display] extra)", Cause.MISSING_PACKAGE)
     name = type(exc).__name__
     code = getattr(exc, "errno", None)
     text = str(exc) or name
@@ -225,6 +225,7 @@ class DisplayFeedback(Feedback):
         self._next_open = 0.0
         self._backoff = BACKOFF_INITIAL
         self._failing = False
+        self._ok_since = 0.0
         self._writing_since: float | None = None
         self.failures = 0
         self.frames_written = 0
@@ -317,11 +318,14 @@ class DisplayFeedback(Feedback):
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
 
     def _recovered(self) -> None:
+        now = self._mono()
         if self._failing:
             log.info("display: works again (after %d failed attempts)", self.failures)
-        self._failing = False
-        self._backoff = BACKOFF_INITIAL
-        self._set_health(True, "")
+            self._failing = False
+            self._ok_since = now
+            self._set_health(True, "")
+        elif self._backoff > BACKOFF_INITIAL and now - self._ok_since >= BACKOFF_MAX:
+            self._backoff = BACKOFF_INITIAL  # only once it has worked a while: a flapping display backs off
 
     # -- the thread
 
@@ -384,6 +388,9 @@ class DisplayFeedback(Feedback):
                                                  inset=self.settings.shift_pixels)
         screen, frame, offset, level = self.current()
         try:
+            tick = getattr(self.device, "tick", None)  # a desktop window answers its events
+            if tick is not None:
+                tick()
             self._present(screen, frame, offset, level)
         except Exception as exc:
             self._failed(exc, "writing")
@@ -421,6 +428,8 @@ class DisplayFeedback(Feedback):
             image = self.renderer.render(screen, frame, offset)
             picture = image.tobytes()
             if picture != self._last:
+                if hasattr(device, "caption"):
+                    device.caption = screen.kind  # numbered PNG files carry the screen's name
                 device.display(to_device_mode(image, device.mode, screen.kind))
                 self._last = picture
                 self.frames_written += 1

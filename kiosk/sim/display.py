@@ -106,6 +106,12 @@ class OledBus(Faulty):
             else:
                 raise OSError(errno.EINVAL, f"control byte 0x{register:02X}")
 
+    def write_quick(self, address: int) -> None:
+        """A zero-length write: does anything answer at ``address``? (``i2cdetect``, ``kiosk doctor``)"""
+        self._write()
+        if address != self.address:
+            raise OSError(errno.EREMOTEIO, os.strerror(errno.EREMOTEIO))
+
     def close(self) -> None:
         self.closed = True
 
