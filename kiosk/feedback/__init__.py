@@ -49,10 +49,10 @@ class Status:
     problems: tuple[str, ...] = ()
 
     def lines(self) -> tuple[str, ...]:
-        """The problems to show one by one: ``problems``, else the parts of ``message`` (joined by "; ")."""
+        """The problems to show one by one: ``problems``, else (a fault) the parts of ``message`` (joined by "; ")."""
         if self.problems:
             return self.problems
-        if self.health is Health.OK or not self.message:
+        if self.health is not Health.FAULT or not self.message:
             return ()
         return tuple(part.strip() for part in self.message.split("; ") if part.strip())
 

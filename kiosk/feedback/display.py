@@ -52,6 +52,7 @@ ACCENTS = {  # colour LCDs: the screen's colour by kind (monochrome panels ignor
     "unknown": (255, 60, 60), "disabled": (255, 60, 60), "invalid": (255, 60, 60), "error": (255, 60, 60),
 }
 _construct_lock = threading.Lock()
+_warned_sim: list = []  # the simulation is announced once per process
 
 
 # ---------------------------------------------------------------- devices
@@ -91,6 +92,10 @@ def open_device(settings, *, hardware=None):
         from kiosk.sim.display import from_env
 
         hardware = from_env(settings.driver, width, height, settings.i2c_address)
+        if hardware is not None and not _warned_sim:
+            _warned_sim.append(True)
+            log.warning("display: simulated %s (KIOSK_DISPLAY_SIM=%s), not the real bus", settings.driver,
+                        hardware.fault or "ok")
     serial = None
     try:
         with _no_atexit_hooks([]):
@@ -173,6 +178,11 @@ def to_device_mode(image: Image.Image, mode: str, kind: str) -> Image.Image:
     return ImageOps.colorize(image.convert("L"), black=(0, 0, 0), white=colour).convert(mode)
 
 
+def _steps(elapsed: float, step: float) -> int:
+    """Whole steps of ``step`` seconds in ``elapsed`` (a hair of float error does not lose one)."""
+    return int(elapsed / step + 1e-6)
+
+
 def shift_offsets(pixels: int) -> list[tuple[int, int]]:
     """Where the idle screen goes, in turn: ring by ring around (0, 0), out to ``pixels``."""
     offsets = [(0, 0)]
@@ -232,6 +242,7 @@ class DisplayFeedback(Feedback):
         self.healthy = True
         self.health_message = ""
         self._health_lock = threading.Lock()
+        self._on_health: Callable[[bool, str], None] = lambda ok, message: None
         self._thread = threading.Thread(target=self._run, name="kiosk-display", daemon=True)
         if start:
             self._thread.start()
@@ -285,13 +296,27 @@ class DisplayFeedback(Feedback):
 
     # -- health
 
+    @property
+    def on_health(self) -> Callable[[bool, str], None]:
+        return self._on_health
+
+    @on_health.setter
+    def on_health(self, callback: Callable[[bool, str], None]) -> None:
+        """The thread starts at once: a failure seen before the daemon listened is told on assignment."""
+        with self._health_lock:
+            self._on_health = callback
+            ok, message = self.healthy, self.health_message
+        if not ok:
+            callback(ok, message)
+
     def _set_health(self, ok: bool, message: str = "") -> None:
         with self._health_lock:
             if ok == self.healthy and message == self.health_message:
                 return
             self.healthy, self.health_message = ok, message
+            callback = self._on_health
         try:
-            self.on_health(ok, message)
+            callback(ok, message)
         except Exception:
             log.exception("display: the health callback failed")
 
@@ -349,18 +374,18 @@ class DisplayFeedback(Feedback):
             tap, enrol, status, active = self._tap, self._enrol, self._status, self._active
         if tap is not None and now < tap[2]:
             screen, since = tap[0], tap[1]
-            frame = min(int((now - since) / self.renderer.frame_seconds(screen)), self.renderer.frames(screen) - 1)
+            frame = min(_steps(now - since, self.renderer.frame_seconds(screen)), self.renderer.frames(screen) - 1)
             return screen, frame, (0, 0), "on"
         if enrol is not None:
             screen = screens.enrolment(enrol)
             frames = self.renderer.frames(screen)
-            return screen, int((now - active) / self.renderer.frame_seconds(screen)) % frames, (0, 0), "on"
+            return screen, _steps(now - active, self.renderer.frame_seconds(screen)) % frames, (0, 0), "on"
         screen = screens.idle(self._now(), self.kiosk_name, status, hours=self.settings.clock)
         frame = int(now / screens.STATUS_SECONDS) % max(1, len(screen.status))
         offset = (0, 0)
         if self.settings.shift_pixels and self.settings.shift_seconds:
             offsets = shift_offsets(self.settings.shift_pixels)
-            offset = offsets[int((now - self._shift_epoch) / self.settings.shift_seconds) % len(offsets)]
+            offset = offsets[_steps(now - self._shift_epoch, self.settings.shift_seconds) % len(offsets)]
         if tap is not None:
             active = max(active, tap[2])
         idle_for = now - active
@@ -377,11 +402,14 @@ class DisplayFeedback(Feedback):
         if now < self._next_open:  # backing off after a failure
             return min(self._next_open - now, IDLE_TICK)
         if self.device is None:
+            self._writing_since = now  # opening writes the panel's set-up: it may hang too
             try:
                 self.device = self._opener()
             except Exception as exc:
                 self._failed(exc, "opening")
                 return min(self._next_open - now, IDLE_TICK)
+            finally:
+                self._writing_since = None
             self._last, self._contrast, self._hidden = None, None, False
             if tuple(self.device.size) != self.renderer.size:
                 self.renderer = screens.Renderer(tuple(self.device.size), self.renderer.fonts,

@@ -35,8 +35,25 @@ class MultiFeedback(Feedback):
         self._failing: set[tuple[int, str]] = set()  # (device index, method) in a streak of failures
         self._down: dict[int, str] = {}  # device index -> its last failure message
         self._health_lock = threading.Lock()
+        self._on_health: Callable[[bool, str], None] = lambda ok, message: None
         for index, device in enumerate(self.devices):
             device.on_health = self._forward(index)
+
+    @property
+    def on_health(self) -> Callable[[bool, str], None]:
+        return self._on_health
+
+    @on_health.setter
+    def on_health(self, callback: Callable[[bool, str], None]) -> None:
+        """A device that failed before anyone listened is told on assignment."""
+        with self._health_lock:
+            self._on_health = callback
+            down = self._summary()
+        if down:
+            callback(False, down)
+
+    def _summary(self) -> str:
+        return "; ".join(self._down[i] for i in sorted(self._down))
 
     def _forward(self, index: int) -> Callable[[bool, str], None]:
         def report(ok: bool, message: str) -> None:
@@ -45,9 +62,9 @@ class MultiFeedback(Feedback):
                     self._down.pop(index, None)
                 else:
                     self._down[index] = message or f"{getattr(self.devices[index], 'name', 'feedback')} failing"
-                down = "; ".join(self._down[i] for i in sorted(self._down))
-            # self.on_health is read at call time: the daemon assigns it after construction.
-            self.on_health(not down, down or message)
+                down = self._summary()
+                callback = self._on_health
+            callback(not down, down or message)
 
         return report
 

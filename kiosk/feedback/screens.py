@@ -150,7 +150,7 @@ def status_lines(status: Status | None) -> tuple[tuple[str, ...], bool]:
         return lines + ((queued,) if queued else ()), True
     lines = status.lines()
     if status.health is Health.BACKLOG:
-        return lines or (f"{queued} (offline)" if queued else "offline: entries queued",), False
+        return lines or (f"offline: {queued}" if queued else "offline: entries queued",), False
     return lines, bool(lines)
 
 
