@@ -448,6 +448,15 @@ def test_spi_lcds_through_luma_lcd_over_a_simulated_spi_bus(driver, size):
     feedback.show(outcome(TapKind.CLOCK_OUT))
     feedback.step()
     assert health == [False]
+    lit = Hardware()
+    blanking = display(hardware=lit, driver=driver, mono=(clock := FakeClock()), blank_after_seconds=10)
+    blanking.step()
+    clock.advance(10)
+    blanking.step()
+    assert lit.pins.levels[12] == 0  # blank: the backlight goes off too
+    blanking.show(outcome(TapKind.CLOCK_IN))
+    blanking.step()
+    assert lit.pins.levels[12] == 1
     wired = Hardware()
     fixed = display(hardware=wired, driver=driver, backlight_pin=-1)
     fixed.step()

@@ -441,13 +441,18 @@ class DisplayFeedback(Feedback):
         device = self.device
         self._writing_since = self._mono()
         try:
+            backlight = getattr(device, "backlight", None)  # an LCD: off with the panel
             if level == "blank":
                 if not self._hidden:
                     device.hide()
+                    if callable(backlight):
+                        backlight(False)
                     self._hidden = True
                 return
             if self._hidden:
                 device.show()
+                if callable(backlight):
+                    backlight(True)
                 self._hidden = False
             contrast = self.settings.contrast if level == "on" else self.settings.dim_contrast
             if contrast != self._contrast:
