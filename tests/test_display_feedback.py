@@ -10,18 +10,16 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 
 import pytest
 
 pytest.importorskip("luma.oled", reason="the display extra (luma) is not installed: pip install -e '.[display]'")
 
-from PIL import Image, ImageChops  # noqa: E402
+from PIL import ImageChops  # noqa: E402
 
 from kiosk.config import DisplaySettings  # noqa: E402
 from kiosk.feedback import Feedback, Health, Status, screens  # noqa: E402
-from kiosk.feedback.display import (BACKOFF_MAX, DisplayFeedback, open_device, shift_offsets,  # noqa: E402
-                                    to_device_mode)
+from kiosk.feedback.display import DisplayFeedback, open_device, shift_offsets, to_device_mode  # noqa: E402
 from kiosk.feedback.multi import MultiFeedback  # noqa: E402
 from kiosk.exc import Cause, DisplayUnavailable  # noqa: E402
 from kiosk.rules import TapKind  # noqa: E402
