@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from PIL import Image, ImageOps
@@ -78,6 +79,17 @@ def shift_offsets(pixels: int) -> list[tuple[int, int]]:
 # ---------------------------------------------------------------- the feedback
 
 
+@dataclass(slots=True)
+class _Tap:
+    """The tap being shown: since when, whose card, when last seen (a repeat tap), until when."""
+
+    screen: screens.Screen
+    since: float
+    uid: str
+    seen: float
+    until: float
+
+
 class DisplayFeedback(Feedback):
     """The door display, driven by its own thread.
 
@@ -106,7 +118,7 @@ class DisplayFeedback(Feedback):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._tap: tuple[screens.Screen, float, float, str] | None = None  # screen, since, until, uid
+        self._tap: _Tap | None = None
         self._enrol: str | None = None
         self._status = Status()
         self._active = monotonic()  # the last tap, enrolment or new problem: dim and blank count from here
@@ -137,16 +149,13 @@ class DisplayFeedback(Feedback):
         screen = screens.for_outcome(outcome, tz=self.tz, hours=self.settings.clock)
         now = self._mono()
         with self._lock:
+            tap = self._tap
             if screen is None:  # a repeat tap: the card is still there, keep its screen a little longer
-                if self._tap is not None and self._tap[3] == outcome.uid and now < self._tap[2]:
-                    s, since, _, uid = self._tap
-                    self._tap = (s, since, now + self.settings.tap_seconds, uid)
+                if tap is not None and tap.uid == outcome.uid and now < tap.until:
+                    tap.seen = now
                 return
-            frames = self.renderer.frames(screen)
-            seconds = self.settings.tap_seconds
-            if frames > 1:
-                seconds = max(seconds, frames * self.renderer.frame_seconds(screen) + 1.0)
-            self._tap = (screen, now, now + seconds, outcome.uid)
+            # How long a long name needs to scroll by is measured in the drawing thread, not here.
+            self._tap = _Tap(screen, now, outcome.uid, now, now + self.settings.tap_seconds)
             self._active = now
         self._wake.set()
 
@@ -250,13 +259,26 @@ class DisplayFeedback(Feedback):
             self._wake.wait(wait)
             self._wake.clear()
 
+    def _until(self, tap: _Tap) -> float:
+        """When ``tap``'s screen ends: after tap_seconds, after a long name has scrolled by, or
+        tap_seconds after a repeat tap of the same card."""
+        frames = self.renderer.frames(tap.screen)
+        duration = self.settings.tap_seconds
+        if frames > 1:
+            duration = max(duration, frames * self.renderer.frame_seconds(tap.screen) + 1.0)
+        until = max(tap.since + duration, tap.seen + self.settings.tap_seconds)
+        with self._lock:
+            tap.until = until
+        return until
+
     def current(self) -> tuple[screens.Screen, int, tuple[int, int], str]:
         """What to show now: (screen, frame, offset, level); level is on, dim or blank."""
         now = self._mono()
         with self._lock:
             tap, enrol, status, active = self._tap, self._enrol, self._status, self._active
-        if tap is not None and now < tap[2]:
-            screen, since = tap[0], tap[1]
+        until = self._until(tap) if tap is not None else 0.0
+        if tap is not None and now < until:
+            screen, since = tap.screen, tap.since
             frame = min(_steps(now - since, self.renderer.frame_seconds(screen)), self.renderer.frames(screen) - 1)
             return screen, frame, (0, 0), "on"
         if enrol is not None:
@@ -269,8 +291,7 @@ class DisplayFeedback(Feedback):
         if self.settings.shift_pixels and self.settings.shift_seconds:
             offsets = shift_offsets(self.settings.shift_pixels)
             offset = offsets[_steps(now - self._shift_epoch, self.settings.shift_seconds) % len(offsets)]
-        if tap is not None:
-            active = max(active, tap[2])
+        active = max(active, until)
         idle_for = now - active
         s = self.settings
         if s.blank_after_seconds and idle_for >= s.blank_after_seconds:
@@ -315,8 +336,8 @@ class DisplayFeedback(Feedback):
         now = self._mono()
         if screen.kind != "idle":
             wait = self.renderer.frame_seconds(screen) if self.renderer.frames(screen) > 1 else IDLE_TICK
-            if tap is not None and tap[2] > now:
-                wait = min(wait, tap[2] - now)
+            if tap is not None and tap.until > now:
+                wait = min(wait, tap.until - now)
             return max(0.01, wait)
         return IDLE_TICK
 
