@@ -135,9 +135,13 @@ def test_demo_display_window_or_a_clean_error(tmp_path):
     result = subprocess.run([*KIOSK, "demo", "--display"], input="04A1B2C3\n", capture_output=True, text=True,
                             timeout=120, env=env)
     try:
-        import luma.emulator.device  # noqa: F401
+        import luma.emulator.device  # noqa: F401 (is the emulator there?)
     except ImportError:
         assert result.returncode == 69 and "luma.emulator" in result.stderr
         pytest.skip("luma.emulator (pygame) is not installed: the clean error is all there is to check")
     assert result.returncode == 0, result.stderr
     assert "IN  anna" in result.stdout and "Traceback" not in result.stderr
+    headless = {k: v for k, v in clean_env().items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    result = subprocess.run([*KIOSK, "demo", "--display"], input="", capture_output=True, text=True, timeout=120,
+                            env=headless)
+    assert result.returncode == 69 and "no desktop" in result.stderr and "Traceback" not in result.stderr

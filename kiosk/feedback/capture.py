@@ -62,6 +62,9 @@ def png_device(directory: str | Path, size: tuple[int, int]):
 def window_device(size: tuple[int, int], *, scale: int = 4):
     """luma.emulator's pygame window, ``scale`` times the panel's size; closing it raises SystemExit
     in the drawing thread (which then stops drawing). Raises DisplayUnavailable without pygame or a desktop."""
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
+        raise DisplayUnavailable("no desktop to open a window on (DISPLAY is not set): try --display-png DIR",
+                                 Cause.DEVICE_MISSING)
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # no greeting on the demo's console
     try:
         from luma.emulator.device import pygame as pygame_device
