@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from kiosk.exc import EX_CONFIG, ConfigError, InsecureURL
 from kiosk.feedback import KINDS as FEEDBACK_KINDS
-from kiosk.feedback.panels import DRIVERS as DISPLAY_DRIVERS, I2C, PANELS, SPI, size_problem
+from kiosk.feedback.panels import DRIVERS as DISPLAY_DRIVERS, PANELS, SPI, size_problem
 from kiosk.rules import Rules
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"

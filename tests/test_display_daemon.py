@@ -16,7 +16,7 @@ from kiosk import config as config_mod  # noqa: E402
 from kiosk.feedback.display_check import check_display  # noqa: E402
 from kiosk.sim.display import Hardware  # noqa: E402
 
-from .kioskproc import KIOSK, Daemon, clean_env, closed_port, kiosk, kiosk_json, write_config  # noqa: E402
+from .kioskproc import KIOSK, Daemon, clean_env, closed_port, kiosk, kiosk_json, wait_for, write_config  # noqa: E402
 
 ANNA, BEN = "04A1B2C3", "04D5E6F7A8B9C0"
 WITH_DISPLAY = """
@@ -117,17 +117,29 @@ def test_doctor_names_the_group_for_a_device_node_it_may_not_use(tmp_path):
 
 def test_demo_writes_each_screen_as_a_numbered_png(tmp_path):
     out = tmp_path / "screens"
-    script = "04A1B2C3\nFFFFFFFF\n1A2B3C4D\n"
-    result = subprocess.run([*KIOSK, "demo", "--display-png", str(out), "--min-session", "0", "--debounce", "0"],
-                            input=script, capture_output=True, text=True, timeout=120, env=clean_env())
-    assert result.returncode == 0, result.stderr
+    proc = subprocess.Popen([*KIOSK, "demo", "--display-png", str(out), "--min-session", "0", "--debounce", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=clean_env())
+
+    def kinds() -> list[str]:
+        return [p.name[5:].removesuffix(".png") for p in sorted(out.glob("*.png"))]
+
+    try:
+        assert wait_for(lambda: "idle" in kinds(), 30)
+        for uid, kind in (("04A1B2C3", "clock_in"), ("FFFFFFFF", "unknown"), ("1A2B3C4D", "disabled")):
+            proc.stdin.write(uid + "\n")
+            proc.stdin.flush()
+            assert wait_for(lambda: kind in kinds(), 30), kinds()  # a person waits for the screen
+        proc.stdin.close()
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     names = sorted(p.name for p in out.iterdir())
-    kinds = [n.split("-", 1)[1].removesuffix(".png") for n in names]
-    assert names[0].startswith("0001-") and [int(n[:4]) for n in names] == list(range(1, len(names) + 1))
-    assert {"idle", "clock_in", "unknown", "disabled"} <= set(kinds)
+    assert [int(n[:4]) for n in names] == list(range(1, len(names) + 1))
+    assert kinds()[0] == "idle" and [k for k in kinds() if k != "idle"] == ["clock_in", "unknown", "disabled"]
     for name in names:
-        image = Image.open(out / name)
-        assert image.size == (128, 64)
+        assert Image.open(out / name).size == (128, 64)
 
 
 def test_demo_display_window_or_a_clean_error(tmp_path):
