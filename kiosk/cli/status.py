@@ -24,6 +24,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     reader = summary["reader"]
     if reader:
         click.echo(f"reader:         {'ok' if reader.get('ok') else 'DOWN: ' + cell(reader.get('message', ''), 200)}")
+    shown = summary.get("feedback")
+    if shown:
+        click.echo(f"feedback:       {'ok' if shown.get('ok') else 'FAILING: ' + cell(shown.get('message', ''), 200)}")
     click.echo(f"queued:         {summary['outbox']}"
                + (f" (oldest {age(summary['oldest_queued_at'])} old)" if summary["outbox"] else "")
                + (f", {summary['held']} waiting for a trusted clock" if summary.get("held") else ""))

@@ -57,6 +57,8 @@ def describe(outcome: TapOutcome) -> str:
 
 
 class ConsoleFeedback(Feedback):
+    name = "console"
+
     def __init__(self, stream: IO[str] | None = None, *, colour: bool | None = None):
         self.stream = stream if stream is not None else sys.stdout
         self.colour = self.stream.isatty() if colour is None else colour
@@ -74,8 +76,8 @@ class ConsoleFeedback(Feedback):
         self._write(describe(outcome), _COLOURS.get(outcome.kind, ""))
 
     def set_status(self, status: Status) -> None:
-        if status == self._status:
-            return
+        if (status.health, status.message) == (self._status.health, self._status.message):
+            return  # a new queue count alone is not worth a line
         self._status = status
         if status.health is Health.OK:
             self._write("STATUS ok", "2")

@@ -296,6 +296,8 @@ class GpioFeedback(Feedback):
     Raises :class:`~kiosk.exc.GpioUnavailable` naming the pin if a device cannot be set up.
     """
 
+    name = "gpio"
+
     def __init__(self, settings, *, pin_factory=None, time_scale: float = 1.0) -> None:
         if not time_scale > 0:
             raise ValueError(f"time_scale must be greater than 0, not {time_scale!r}")
