@@ -25,7 +25,8 @@ from .model import ApiError
 
 log = logging.getLogger(__name__)
 
-_PROBABILITIES = ("error_rate", "rate_limit", "drop_after_store", "drop_before_store", "gateway_error")
+_PROBABILITIES = ("error_rate", "rate_limit", "drop_after_store", "drop_before_store", "gateway_error",
+                  "gateway_down")
 _SECONDS = ("latency", "slow_body", "dribble_head", "dribble_body")
 _BOOLS = ("unauthorized", "create_body", "echo_headers", "oversize_chunked")
 _CHOICES: dict[str, tuple[Any, ...]] = {
@@ -49,7 +50,9 @@ class Faults:
     unanswered, nothing stored), ``drop_after_store`` (a POST is stored, then
     the connection is closed unanswered), ``gateway_error`` (the request is
     handled and stored, then a proxy's HTML error page replaces the answer:
-    ``gateway_status`` 502, 503 or 504, or 0 for one of them at random).
+    ``gateway_status`` 502, 503 or 504, or 0 for one of them at random),
+    ``gateway_down`` (the same page, but the proxy never forwarded the request:
+    nothing stored).
 
     Seconds, applied to every API request while non-zero: ``latency`` (the
     connection is accepted and the request read at once; the answer starts
@@ -62,10 +65,10 @@ class Faults:
     ``unauthorized`` answers every API request 401; ``captive_portal``
     ("page", "redirect" or "511") puts a portal in front of the API that
     answers every API request itself and stores nothing; ``echo_headers``
-    makes every error answer echo the request headers (credentials included);
-    ``oversize`` (bytes, 0 off) pads every API answer's body to at least that
-    size, generated while sent, with ``Content-Length`` or, with
-    ``oversize_chunked``, chunked.
+    makes every error answer but a portal's echo the request headers
+    (credentials included); ``oversize`` (bytes, 0 off) pads every API
+    answer's body to at least that size, generated while sent, with
+    ``Content-Length`` or, with ``oversize_chunked``, chunked.
 
     ``seed`` makes the random draws repeatable; after ``max_faults`` injected
     faults (each fired fault counts one, latency included) the emulator behaves
@@ -92,6 +95,7 @@ class Faults:
     slow_body: float = 0.0
     gateway_error: float = 0.0
     gateway_status: int = 0
+    gateway_down: float = 0.0
     captive_portal: str = "off"
     dribble_head: float = 0.0
     dribble_body: float = 0.0
@@ -279,6 +283,13 @@ class Dice:
         """The captive portal's answer mode for this request ("page", "redirect", "511"), or None."""
         mode = self._faults.captive_portal
         return mode if mode != "off" and self.fire("captive_portal", 1.0) else None
+
+    def gateway_down(self) -> int | None:
+        """The status a gateway sends without forwarding this request, or None."""
+        faults = self._faults
+        if not self.fire("gateway_down", faults.gateway_down):
+            return None
+        return faults.gateway_status or self._choice(GATEWAY_STATUSES)
 
     def drop_before_store(self) -> bool:
         """Close this request's connection unanswered, before anything is stored."""

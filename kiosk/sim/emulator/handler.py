@@ -150,44 +150,58 @@ class Handler(BaseHTTPRequestHandler):
             self._drop()
 
     def _answer(self, path: str, query: str, api: bool) -> Answer:
-        """The answer to this request, faults applied; Dropped when there is to be none."""
+        """The answer to this request, faults applied; Dropped when there is to be none.
+
+        Layers, outside in: a captive portal (answers itself, nothing reaches
+        the rest), a reverse proxy (may fail without forwarding, or forward and
+        then fail), and the upstream server (its own faults, then the API)."""
         dice = self.server.emulator.dice
+        forwarded = True
         try:
             body = self._read_body()
             if path == PORTAL_PATH:
                 return answers.login_page()
             if api:
-                portal = self._early_faults()
+                portal = self._portal()
                 if portal is not None:
                     return portal
-            answer = self._handle(path, query, body, api)
+                status = dice.gateway_down()
+                if status is not None:
+                    answer, forwarded = answers.gateway(status), False
+            if forwarded:
+                if api:
+                    self._upstream_faults()
+                answer = self._handle(path, query, body, api)
         except ApiError as e:
             answer = answers.error(e)
-        if api:  # the request got past the portal and reached the (emulated) upstream
-            status = dice.gateway()
+        if api:
+            status = dice.gateway() if forwarded else None
             if status is not None:
                 answer = answers.gateway(status)
             if answer.status >= 400 and dice.echo():
                 answer = answers.echo_headers(answer, self.headers.raw_items())
         return answer
 
-    def _early_faults(self) -> Answer | None:
-        """The faults that act before the request is handled: a portal's answer, or raises."""
+    def _portal(self) -> Answer | None:
+        """Latency on the way, then a captive portal's answer, if one is in front."""
         emulator = self.server.emulator
-        dice = emulator.dice
-        delay = dice.latency()
+        delay = emulator.dice.latency()
         if delay and emulator._stopping.wait(delay):
             raise Dropped  # stopping: do not answer late
-        mode = dice.portal()
-        if mode is not None:
-            base = emulator.url.removesuffix(API_PREFIX)
-            return answers.portal(mode, f"{base}{PORTAL_PATH}?continue={quote(base + self.path, safe='')}")
+        mode = emulator.dice.portal()
+        if mode is None:
+            return None
+        base = emulator.url.removesuffix(API_PREFIX)
+        return answers.portal(mode, f"{base}{PORTAL_PATH}?continue={quote(base + self.path, safe='')}")
+
+    def _upstream_faults(self) -> None:
+        """The server's own failures before it handles the request: Dropped, or an ApiError raised."""
+        dice = self.server.emulator.dice
         if dice.drop_before_store():
             raise Dropped
         failure = dice.early_error()
         if failure is not None:
             raise failure
-        return None
 
     def _handle(self, path: str, query: str, body: Any, api: bool) -> Answer:
         self._authenticate()
