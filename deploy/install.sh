@@ -32,7 +32,8 @@ SKIP_VENV=${KIOSK_SKIP_VENV:-0}
 MODEL_FILE=${KIOSK_MODEL_FILE:-/proc/device-tree/model}
 USER_NAME=kiosk
 DEVICE_GROUPS=(spi gpio input)
-APT_PACKAGES=(python3-venv git)
+# procps: /bin/kill, which the unit's ExecReload= runs (missing from minimal Debian images).
+APT_PACKAGES=(python3-venv git procps)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 say() { printf '%s\n' "$*"; }
