@@ -253,7 +253,7 @@ else
         [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
         # A regular (not editable) install: the daemon runs what was installed, not the working tree.
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
-        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard]"
+        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,metrics]"
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
         if [ "$pi5" = 1 ]; then
             # Same RPi.GPIO API over /dev/gpiochip*; the two packages share files: remove both first.
