@@ -154,8 +154,14 @@ else
     else
         say "  ok: ${APT_PACKAGES[*]}"
     fi
-    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev (installs only what is missing).
-    run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev: only what is missing
+    # (run through `run` only then, so that a run with nothing to do shows no change).
+    build_missing=$(PYTHON=python3 sh "$SRC/deploy/build-deps.sh" --list)
+    if [ -n "$build_missing" ]; then
+        run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    else
+        say "  ok: build dependencies"
+    fi
 fi
 if command -v python3 >/dev/null 2>&1 || [ "$DRY_RUN" = 0 ]; then
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
