@@ -337,3 +337,46 @@ def test_canary_failure_stops_the_rollout(tmp_path, ansible_bin, emu):
     for later in hosts[1:]:
         assert later not in counts or counts[later]["ok"] == 0
         assert not (fleet.root(later) / "etc/kiosk").exists(), later
+
+
+# A stand-in for the fields `kiosk status --json` is getting (daemon, reader, clock: the
+# contract another engineer is implementing); the table's code for them runs here on them.
+FAKE_STATUS = """#!/bin/sh
+# FAKE `kiosk status --json` with the contract's fields (tests/test_ansible.py)
+cat <<'JSON'
+{"outbox": 12, "oldest_queued_at": "%s", "rejected": 1, "flagged": 2,
+ "reader": {"ok": false, "message": "no answer from the RC522"},
+ "clock": {"trusted": true, "source": "ntp", "skew_seconds": 0.01, "held": 0},
+ "daemon": {"running": true, "pid": 4242, "last_seen": "2026-01-01T00:00:00+00:00"}}
+JSON
+"""
+
+
+def test_kiosk_status_table_shows_every_contract_field_and_failures(fleet, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    oldest = (datetime.now(UTC) - timedelta(hours=1, minutes=5, seconds=30)).isoformat(timespec="microseconds")
+    fake = tmp_path / "fake-status"
+    fake.write_text(FAKE_STATUS % oldest)
+    fake.chmod(0o755)
+    inv = fleet.inventory
+    hosts = inv / "hosts-status.yml"
+    hosts.write_text("kiosks:\n  children:\n    site_ci:\n      hosts:\n"
+                     f"        kiosk-ci-01:\n"
+                     f"        kiosk-ci-fake:\n          kiosk_command: {fake}\n          kiosk_root: {tmp_path}\n"
+                     f"        kiosk-ci-broken:\n          kiosk_command: /nonexistent/kiosk\n"
+                     f"          kiosk_root: {tmp_path}\n")
+    report = tmp_path / "fleet.txt"
+    proc = subprocess.run([str(fleet.bin / "ansible-playbook"), "-i", str(hosts), "kiosk_status.yml",
+                           "-e", f"kiosk_status_report={report}"], capture_output=True, text=True,
+                          env=fleet.env(), cwd=ANSIBLE_DIR, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = report.read_text()
+    print(table)
+    rows = {ln.split()[0]: ln for ln in table.splitlines()[1:]}
+    assert set(rows) == {"kiosk-ci-01", "kiosk-ci-fake", "kiosk-ci-broken"}
+    assert rows["kiosk-ci-fake"].split()[:6] == ["kiosk-ci-fake", "up", "12", "65m", "1", "2"]  # ages as kiosk status shows them
+    assert "DOWN no answer" in rows["kiosk-ci-fake"] and "synced ntp" in rows["kiosk-ci-fake"]
+    assert rows["kiosk-ci-fake"].endswith("rejected entries, reader")
+    broken = rows["kiosk-ci-broken"].split()
+    assert broken[1:8] == ["-"] * 7 and len(broken) > 8  # no values, and the error in the last column

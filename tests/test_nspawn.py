@@ -66,6 +66,20 @@ def host_mirror() -> tuple[str, str]:
     return "http://deb.debian.org/debian", suite
 
 
+def snapshot_sources(dest: Path) -> None:
+    """The repository's tracked files as they are now, like the clone install.sh expects (not the live tree)."""
+    dest.mkdir()
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True)
+    if listed.returncode == 0:
+        files = [f for f in listed.stdout.decode().split("\0") if f and (REPO / f).exists()]
+        tar = subprocess.run(["tar", "-C", str(REPO), "--null", "-T", "-", "-cf", "-"], input="\0".join(files).encode(),
+                             capture_output=True, check=True)
+        subprocess.run(["tar", "-C", str(dest), "-xf", "-"], input=tar.stdout, check=True)
+    else:
+        shutil.copytree(REPO, dest, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".git", ".venv*", "build", "__pycache__", "*.egg-info"))
+
+
 def build_rootfs() -> None:
     """debootstrap a minimal Debian with systemd; into a temp name first, so a killed build is not reused."""
     if (ROOTFS / "usr/lib/systemd/systemd").exists():
@@ -91,7 +105,7 @@ class Container:
             # --ephemeral: a throw-away copy of the root file system, so every run starts from a clean Debian.
             ["systemd-nspawn", "-D", str(ROOTFS), "--ephemeral", "--boot", "--register=no", "--keep-unit",
              "--console=passive",
-             "-M", self.name, f"--bind-ro={REPO}:/src", f"--bind={share}:/share",
+             "-M", self.name, f"--bind-ro={share / 'src'}:/src", f"--bind={share}:/share",
              *([f"--bind-ro={CA_BUNDLE}"] if os.path.exists(CA_BUNDLE) else [])],
             stdout=open(share / "nspawn.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = None
@@ -151,6 +165,7 @@ def container(tmp_path_factory):
     build_rootfs()
     share = tmp_path_factory.mktemp("share")
     share.chmod(0o755)
+    snapshot_sources(share / "src")
     box = Container(share)
     try:
         yield box
