@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import click
 
-from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store
-from kiosk.cli.output import emit_json, local, table
+from kiosk import text
+from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store, read_store
+from kiosk.cli.output import Columns, cell, emit_json, emit_json_stream, local
+from kiosk.cli.params import LIMIT, TIME
 from kiosk.model import OutboxEntry, RejectedEntry
 from kiosk.store import Store
+
+LIST_LIMIT = 100
 
 
 @main.group()
@@ -28,20 +33,65 @@ def _entry_row(e: OutboxEntry) -> list[str]:
 @queue.command("list")
 @json_option
 @click.option("--rejected", is_flag=True, help="List rejected entries instead of queued ones.")
+@click.option("--limit", type=LIMIT, default=str(LIST_LIMIT), show_default=True,
+              help="Show at most N entries, oldest first (0: all, streamed in constant memory).")
 @click.pass_context
 @handle_errors
-def queue_list(ctx: click.Context, as_json: bool, rejected: bool) -> None:
-    """List queued (or rejected) entries: username, from, to, attempts, last error."""
-    with open_store(ctx) as store:
-        entries = store.rejected() if rejected else store.outbox()
-    if as_json:
-        emit_json([e.to_record() for e in entries])
-        return
-    if not entries:
+def queue_list(ctx: click.Context, as_json: bool, rejected: bool, limit: int | None) -> None:
+    """List queued (or rejected) entries: username, from, to, attempts, last error (or the server's reason)."""
+    with read_store(ctx) as store:
+        total = store.rejected_count() if rejected else store.outbox_count()
+        entries = itertools.islice(store.iter_rejected() if rejected else store.iter_outbox(), limit)
+        if as_json:
+            emit_json_stream(e.to_record() for e in entries)
+            return
+        last = [("status", 6), ("reason", 0)] if rejected else [("attempts", 8), ("last error", 0)]
+        cols = Columns(("id", 8), ("user", 20), ("from", 19), ("to", 19), *last)
+        shown = 0
+        for e in entries:
+            if shown == 0:
+                cols.header()
+            cols.row(_entry_row(e))
+            shown += 1
+    if shown == 0:
         click.echo("no rejected entries" if rejected else "queue empty")
+    elif total > shown:
+        click.echo(f"({shown} of {total} shown; --limit 0 shows all)", err=True)
+
+
+@queue.command("edit")
+@click.argument("entry_id", type=int)
+@click.option("--username", help="The corrected TimeTrack username.")
+@click.option("--from", "start", type=TIME, help="The corrected start (ISO 8601 with a zone).")
+@click.option("--to", "end", type=TIME, help="The corrected end (ISO 8601 with a zone).")
+@click.option("--retry", is_flag=True, help="Queue it again at once (else: kiosk queue retry ID).")
+@json_option
+@click.pass_context
+@handle_errors
+def queue_edit(ctx: click.Context, entry_id: int, username: str | None, start, end, retry: bool,
+               as_json: bool) -> None:
+    """Correct rejected entry ENTRY_ID (username, from, to) before sending it again.
+
+    \b
+    Example:  kiosk queue edit 42 --username anna --retry
+    """
+    if username is None and start is None and end is None:
+        raise click.UsageError("give --username, --from and/or --to")
+    if username is not None:
+        username = text.clean_name(username, "username")
+    with open_store(ctx) as store:
+        old, new = store.edit_rejected(entry_id, username=username, start=start, end=end)
+        retried = retry and store.retry_rejected(entry_id)
+    if as_json:
+        emit_json({**new.to_record(), "retried": bool(retried)})
         return
-    last = ["status", "reason"] if rejected else ["attempts", "last error"]
-    table([_entry_row(e) for e in entries], ["id", "user", "from", "to", *last])
+    if old == new:
+        click.echo(f"entry {entry_id}: nothing changed")
+    else:
+        click.echo(f"entry {entry_id}: {cell(new.username)} {local(new.to_record()['from'])} - "
+                   f"{local(new.to_record()['to'])} (was {cell(old.username)} {local(old.to_record()['from'])} - "
+                   f"{local(old.to_record()['to'])})")
+    click.echo(f"queued again" if retried else f"still rejected: kiosk queue retry {entry_id} sends it again")
 
 
 @queue.command("retry")
@@ -55,7 +105,7 @@ def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) ->
         raise click.UsageError("give an entry id or --all-rejected (not both)")
     with open_store(ctx) as store:
         if all_rejected:
-            done = sum(store.retry_rejected(e.id) for e in store.rejected())
+            done = sum(store.retry_rejected(e.id) for e in list(store.iter_rejected()))
         elif store.retry_rejected(entry_id):
             done = 1
         else:
