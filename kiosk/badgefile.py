@@ -91,6 +91,8 @@ def read_csv(stream: IO[str], byte_order: str = "little", *,
     line = 1
     try:
         for record in reader:
+            if len(errors) >= MAX_ERRORS:
+                break
             line = reader.line_num
             if progress is not None and line % 250 == 0:
                 progress(line)
@@ -109,8 +111,6 @@ def read_csv(stream: IO[str], byte_order: str = "little", *,
                 continue
             seen[row.uid] = line
             rows.append(row)
-            if len(errors) >= MAX_ERRORS:
-                break
     except csv.Error as exc:
         errors.append((reader.line_num or line, f"not valid CSV: {exc}"))
     except UnicodeDecodeError as exc:

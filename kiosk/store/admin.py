@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from sqlitedict import SqliteDict
 
 from kiosk import clock
-from kiosk.exc import Conflict, InputRefused, NotFound
+from kiosk.exc import Conflict, InputRefused, KioskError, NotFound, StoreError
 from kiosk.model import Badge, from_iso, to_iso
 from kiosk.store.db import Database, key
 
@@ -67,10 +68,22 @@ def _differs(old: Badge, username: str, label: str, enabled: bool) -> dict[str, 
     return changes
 
 
-class AdminRecords(Database):
-    """Badge lifecycle, import and enrolment; every audit line names :attr:`actor` when set."""
+class Changes(Database):
+    """What every administrator's change shares: audit lines name :attr:`actor`, refusals pass through."""
 
     actor: str | None = None  # who runs the command (the CLI sets it); None in the daemon
+
+    @contextmanager
+    def _change(self) -> Iterator[SqliteDict]:
+        """A transaction whose deliberate refusals (a :class:`~kiosk.exc.KioskError` raised inside, such
+        as :class:`~kiosk.exc.InvalidTime`) reach the caller as themselves, after the rollback."""
+        try:
+            with self.transaction() as db:
+                yield db
+        except StoreError as exc:
+            if isinstance(exc.__cause__, KioskError):
+                raise exc.__cause__ from None
+            raise
 
     def _audit(self, db: SqliteDict, kind: str, *, at: str | None = None, **fields: Any) -> int:
         if self.actor and "by" not in fields:
@@ -87,6 +100,11 @@ class AdminRecords(Database):
         extra = {"by": self.actor} if self.actor else {}
         db.update({key("audit", first + i): {"id": first + i, "at": now, **extra, **line}
                    for i, line in enumerate(lines)})
+
+
+
+class AdminRecords(Changes):
+    """Badge lifecycle, import and enrolment; every audit line names :attr:`~Changes.actor` when set."""
 
     def _badge_in(self, db: SqliteDict, uid: str) -> Badge:
         rec = db.get(key("badge", uid))
@@ -114,7 +132,7 @@ class AdminRecords(Database):
         """
         now = clock.utcnow()
         badge = Badge(uid, username, enabled, label, added_at=now, updated_at=now)
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("badge", uid))
             old = Badge.from_record(rec) if rec else None
             if old and not replace:
@@ -128,7 +146,7 @@ class AdminRecords(Database):
 
     def remove_badge(self, uid: str) -> Badge:
         """Delete the mapping of ``uid`` (its taps stay in the audit log); the removed mapping."""
-        with self.transaction() as db:
+        with self._change() as db:
             old = self._badge_in(db, uid)
             del db[key("badge", uid)]
             self._audit(db, "badge_remove", uid=uid, username=old.username, copy=old.to_record())
@@ -136,7 +154,7 @@ class AdminRecords(Database):
 
     def set_badge_enabled(self, uid: str, enabled: bool) -> tuple[Badge, bool]:
         """Enable or disable ``uid``, keeping its label and added time; (badge, whether it changed)."""
-        with self.transaction() as db:
+        with self._change() as db:
             old = self._badge_in(db, uid)
             if old.enabled == enabled:
                 return old, False
@@ -147,7 +165,7 @@ class AdminRecords(Database):
 
     def update_badge(self, uid: str, *, username: str | None = None, label: str | None = None) -> tuple[Badge, Badge]:
         """Change the username and/or label of ``uid``; (before, after). Nothing given: nothing changes."""
-        with self.transaction() as db:
+        with self._change() as db:
             old = self._badge_in(db, uid)
             new = old.replace(username=old.username if username is None else username,
                               label=old.label if label is None else label)
@@ -175,7 +193,7 @@ class AdminRecords(Database):
         rows = list(rows)
         now = clock.utcnow()
         conflicts: list[tuple[int, str]] = []
-        with self.transaction() as db:
+        with self._change() as db:
             existing = {k.split(":", 1)[1]: Badge.from_record(v) for k, v in self._walk("badge")}
             conflicts = [(r.line, f"badge {r.uid} is mapped to {existing[r.uid].username} in the store, the file "
                                   f"maps it to {r.username}: use --replace to change it")
@@ -239,7 +257,7 @@ class AdminRecords(Database):
         :class:`~kiosk.exc.Conflict` while another (unexpired) request waits.
         """
         now = clock.utcnow()
-        with self.transaction() as db:
+        with self._change() as db:
             pending = db.get(ENROL_REQUEST)
             if pending and from_iso(pending["expires_at"]) > now:
                 raise Conflict(f"an enrolment for {pending['username']} (started by {pending.get('by') or '?'}) "
@@ -266,7 +284,7 @@ class AdminRecords(Database):
         """
         self.check_identity()
         now = clock.utcnow()
-        with self.transaction() as db:
+        with self._change() as db:
             request = db.get(ENROL_REQUEST)
             if not request:
                 return None
@@ -296,7 +314,7 @@ class AdminRecords(Database):
         pending is withdrawn in the same transaction, so it is either honoured
         (and the result returned) or gone, never both.
         """
-        with self.transaction() as db:
+        with self._change() as db:
             result = db.get(key("enrol:result", request_id))
             if result is not None:
                 del db[key("enrol:result", request_id)]

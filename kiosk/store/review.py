@@ -23,7 +23,8 @@ from kiosk import clock
 from kiosk.exc import Conflict, InvalidTime, NotFound
 from kiosk.model import (AuditLine, FlaggedRecord, OpenClockIn, OutboxEntry, RejectedEntry, from_iso, to_iso)
 from kiosk.rules import MIN_ENTRY_SECONDS
-from kiosk.store.db import PAGE, TABLE, Database, key
+from kiosk.store.admin import Changes
+from kiosk.store.db import PAGE, TABLE, key
 
 SINCE_MARGIN = timedelta(days=1)  # wall-clock steps: start the id search this much earlier
 
@@ -41,7 +42,7 @@ def _shown(dt: datetime) -> str:
     return dt.astimezone().isoformat(timespec="seconds")
 
 
-class ReviewRecords(Database):
+class ReviewRecords(Changes):
     """Open clock-ins, flagged records, rejected entries and audit queries."""
 
     # ------------------------------------------------------------ open clock-ins
@@ -53,7 +54,7 @@ class ReviewRecords(Database):
         :class:`~kiosk.exc.Conflict` if the clock-in changed since ``expect_since``
         was read (the person tapped meanwhile), or its time is not trusted yet.
         """
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("open", username))
             if rec is None:
                 raise NotFound(f"{username} has no open clock-in (kiosk open list shows who has)")
@@ -75,7 +76,7 @@ class ReviewRecords(Database):
 
     def cancel_open(self, username: str) -> OpenClockIn:
         """Delete ``username``'s open clock-in without an entry (a copy stays in the audit log)."""
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("open", username))
             if rec is None:
                 raise NotFound(f"{username} has no open clock-in (kiosk open list shows who has)")
@@ -108,7 +109,7 @@ class ReviewRecords(Database):
                         notes: str = "", kiosk: str = "") -> OutboxEntry:
         """Queue flagged record ``flag_id`` as an entry ending at ``end`` (and starting at ``start``,
         required when the recorded start is not trusted); the queued entry keeps the flag's id."""
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("flagged", flag_id))
             if rec is None:
                 raise NotFound(f"no flagged record {flag_id} (kiosk flagged list shows them)")
@@ -133,7 +134,7 @@ class ReviewRecords(Database):
 
     def discard_flagged(self, flag_id: int, *, reason: str = "") -> FlaggedRecord:
         """Delete flagged record ``flag_id`` for good (a copy stays in the audit log)."""
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("flagged", flag_id))
             if rec is None:
                 raise NotFound(f"no flagged record {flag_id} (kiosk flagged list shows them)")
@@ -152,7 +153,7 @@ class ReviewRecords(Database):
     def edit_rejected(self, entry_id: int, *, username: str | None = None, start: datetime | None = None,
                       end: datetime | None = None) -> tuple[RejectedEntry, RejectedEntry]:
         """Correct a rejected entry before ``retry``; (before, after). It stays rejected until retried."""
-        with self.transaction() as db:
+        with self._change() as db:
             rec = db.get(key("rejected", entry_id))
             if rec is None:
                 where = "is queued, not rejected" if db.get(key("outbox", entry_id)) else "does not exist"
