@@ -73,6 +73,7 @@ class Daemon:
         self._next_prune = 0.0
         self.heartbeat = presence.Heartbeat(store.path)  # `kiosk status`: pid, and alive within seconds
         self._enrolling: str | None = None  # username a pending `kiosk enroll` waits for
+        self._nudges = 0
 
     # ------------------------------------------------------------ taps
 
@@ -272,6 +273,10 @@ class Daemon:
             self.reload()
         self._check_store()
         self._check_enrolment()
+        nudges = self.store.nudges()  # entries queued by a `kiosk` command: deliver them now
+        if nudges != self._nudges:
+            self._nudges = nudges
+            self.sender.wake()
         more = self._check_clock()
         now = time.monotonic()
         if now >= self._next_prune and self.clock.synced():  # a clock far ahead must not prune

@@ -69,6 +69,7 @@ def _offer_fix_rejected(store, uid: str, old_username: str, new_username: str, f
     for e in entries:
         store.edit_rejected(e.id, username=new_username)
         store.retry_rejected(e.id)
+    store.nudge()
     click.echo(f"{n} rejected entr{'y' if n == 1 else 'ies'} changed to '{cell(new_username, 40)}' and queued "
                f"again: {', '.join(str(e.id) for e in entries[:20])}{' ...' if n > 20 else ''}")
 

@@ -82,6 +82,8 @@ def queue_edit(ctx: click.Context, entry_id: int, username: str | None, start, e
     with open_store(ctx) as store:
         old, new = store.edit_rejected(entry_id, username=username, start=start, end=end)
         retried = retry and store.retry_rejected(entry_id)
+        if retried:
+            store.nudge()
     if as_json:
         emit_json({**new.to_record(), "retried": bool(retried)})
         return
@@ -111,6 +113,8 @@ def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) ->
         else:
             where = "is still queued" if store.outbox_entry(entry_id) else "does not exist"
             raise CliError(f"entry {entry_id} is not in the rejected list (it {where})")
+        if done:
+            store.nudge()
     click.echo(f"{done} entr{'y' if done == 1 else 'ies'} queued again" + ("" if all_rejected else f" ({entry_id})"))
 
 

@@ -80,6 +80,7 @@ def open_close(ctx: click.Context, username: str, end, as_json: bool) -> None:
             raise CliError(f"{cell(username)} has no open clock-in (kiosk open list shows who has)")
         name = settings.kiosk.name
         entry = store.close_open(username, end, notes=f"kiosk: {name}", kiosk=name, expect_since=opened.since)
+        store.nudge()
     if as_json:
         emit_json(entry.to_record())
         return
@@ -180,6 +181,7 @@ def flagged_resolve(ctx: click.Context, flag_id: int, end, start, discard: bool,
             return
         name = settings.kiosk.name
         entry = store.resolve_flagged(flag_id, end=end, start=start, notes=f"kiosk: {name}", kiosk=name)
+        store.nudge()
     if as_json:
         emit_json(entry.to_record())
         return

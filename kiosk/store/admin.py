@@ -28,6 +28,7 @@ from kiosk.model import Badge, from_iso, to_iso
 from kiosk.store.db import Database, key
 
 ENROL_REQUEST = "enrol:request"
+NUDGE = "meta:nudge"
 
 
 def whoami() -> str:
@@ -84,6 +85,16 @@ class Changes(Database):
             if isinstance(exc.__cause__, KioskError):
                 raise exc.__cause__ from None
             raise
+
+    def nudge(self) -> None:
+        """Tell a running daemon that entries were queued from outside (``retry``, ``open close``...):
+        it looks at this one record every turn of its main loop and wakes its sender."""
+        with self.transaction() as db:
+            db[NUDGE] = int(db.get(NUDGE, 0)) + 1
+
+    def nudges(self) -> int:
+        """How often :meth:`nudge` was called (the daemon compares it between turns)."""
+        return int(self._get(NUDGE, 0))
 
     def _audit(self, db: SqliteDict, kind: str, *, at: str | None = None, **fields: Any) -> int:
         if self.actor and "by" not in fields:

@@ -118,6 +118,9 @@ class EmptyStore:
     def counters(self) -> dict:
         return {}
 
+    def nudges(self) -> int:
+        return 0
+
     def enrolment(self) -> None:
         return None
 
