@@ -231,6 +231,7 @@ def badge_list(ctx: click.Context, as_json: bool) -> None:
                 cols.header()
             cols.row([b.uid, b.username, "yes" if b.enabled else "no", local(b.to_record()["added_at"]), b.label])
             n += 1
+        cols.flush()
         if n == 0:
             click.echo("no badges" + (" (no store yet)" if isinstance(store, EmptyStore) else ""))
 

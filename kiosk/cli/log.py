@@ -71,5 +71,6 @@ def log_command(ctx: click.Context, user: str | None, badge_id: str | None, sinc
         for line in lines:
             cols.row([local(line.to_record()["at"]), line.kind, _what(line.fields)])
             n += 1
+        cols.flush()
     if n == 0:
         click.echo("no matching lines")

@@ -46,7 +46,10 @@ def local(iso: str | None) -> str:
 
 def cell(value: Any, limit: int = CELL_MAX) -> str:
     """One table cell: escaped and cut to ``limit`` characters."""
-    return text.escape("" if value is None else value, limit=limit)
+    value = "" if value is None else str(value)
+    if len(value) <= limit and value.isascii() and value.isprintable() and "\\" not in value:
+        return value  # the common case, and nothing to escape in it (long listings spend their time here)
+    return text.escape(value, limit=limit)
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> None:
@@ -59,13 +62,23 @@ def table(rows: list[list[Any]], headers: list[str]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
+STREAM_BATCH = 256  # records per write: constant memory, few system calls
+
+
 def emit_json_stream(records) -> int:
-    """Print an iterable of JSON-ready records as one JSON array, a record at a time (constant memory)."""
+    """Print an iterable of JSON-ready records as one JSON array, one record per line (constant memory)."""
     n = 0
+    out = click.get_text_stream("stdout")
+    batch: list[str] = []
     for rec in records:
-        click.echo(("[\n  " if n == 0 else ",\n  ") + json.dumps(rec, sort_keys=True, default=str), nl=False)
+        batch.append(("[\n  " if n == 0 else ",\n  ") + json.dumps(rec, sort_keys=True, default=str))
         n += 1
-    click.echo("\n]" if n else "[]")
+        if len(batch) >= STREAM_BATCH:
+            out.write("".join(batch))
+            batch.clear()
+    batch.append("\n]\n" if n else "[]\n")
+    out.write("".join(batch))
+    out.flush()
     return n
 
 
@@ -78,6 +91,15 @@ class Columns:
 
     def __init__(self, *spec: tuple[str, int]):
         self.spec = spec
+        self._out = click.get_text_stream("stdout")
+        self._batch: list[str] = []
+
+    def flush(self) -> None:
+        """Write the rows held back (:meth:`row` writes every :data:`STREAM_BATCH` rows)."""
+        if self._batch:
+            self._out.write("".join(self._batch))
+            self._batch.clear()
+        self._out.flush()
 
     def _line(self, cells: list[str]) -> str:
         out = []
@@ -86,7 +108,7 @@ class Columns:
         return "  ".join(out).rstrip()
 
     def header(self) -> None:
-        click.echo(self._line([name for name, _ in self.spec]))
+        self._batch.append(self._line([name for name, _ in self.spec]) + "\n")
 
     def row(self, values: list[Any]) -> None:
         cells = []
@@ -95,7 +117,9 @@ class Columns:
             if width and len(shown) > width:  # the escape's length note does not fit: cut to the column
                 shown = shown[: width - 1] + "…"
             cells.append(shown)
-        click.echo(self._line(cells))
+        self._batch.append(self._line(cells) + "\n")
+        if len(self._batch) >= STREAM_BATCH:
+            self.flush()
 
 
 def daemon_line(daemon: dict) -> str:

@@ -11,7 +11,6 @@ from kiosk import text
 from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store, read_store
 from kiosk.cli.output import Columns, cell, emit_json, emit_json_stream, local
 from kiosk.cli.params import LIMIT, TIME
-from kiosk.model import OutboxEntry, RejectedEntry
 from kiosk.store import Store
 
 LIST_LIMIT = 100
@@ -22,12 +21,13 @@ def queue() -> None:
     """The outbox of entries waiting for TimeTrack, and rejected entries."""
 
 
-def _entry_row(e: OutboxEntry) -> list[str]:
-    rec = e.to_record()
-    row = [str(e.id), e.username, local(rec["from"]), local(rec["to"])]
-    if isinstance(e, RejectedEntry):
-        return row + [str(e.status or "-"), e.reason or ""]
-    return row + [str(e.attempts), e.last_error or ("waiting for a trusted clock" if e.held else "")]
+def _entry_row(rec: dict, rejected: bool) -> list[str]:
+    """A table row from a stored entry record (see :class:`~kiosk.model.OutboxEntry` for the fields)."""
+    row = [str(rec.get("id")), rec.get("username", ""), local(rec.get("from")), local(rec.get("to"))]
+    if rejected:
+        return row + [str(rec.get("status") or "-"), rec.get("reason") or ""]
+    held = rec.get("from_unsynced") or rec.get("to_unsynced")
+    return row + [str(rec.get("attempts", 0)), rec.get("last_error") or ("waiting for a trusted clock" if held else "")]
 
 
 @queue.command("list")
@@ -41,9 +41,9 @@ def queue_list(ctx: click.Context, as_json: bool, rejected: bool, limit: int | N
     """List queued (or rejected) entries: username, from, to, attempts, last error (or the server's reason)."""
     with read_store(ctx) as store:
         total = store.rejected_count() if rejected else store.outbox_count()
-        entries = itertools.islice(store.iter_rejected() if rejected else store.iter_outbox(), limit)
+        entries = itertools.islice(store.iter_rejected_records() if rejected else store.iter_outbox_records(), limit)
         if as_json:
-            emit_json_stream(e.to_record() for e in entries)
+            emit_json_stream(entries)
             return
         last = [("status", 6), ("reason", 0)] if rejected else [("attempts", 8), ("last error", 0)]
         cols = Columns(("id", 8), ("user", 20), ("from", 19), ("to", 19), *last)
@@ -51,8 +51,9 @@ def queue_list(ctx: click.Context, as_json: bool, rejected: bool, limit: int | N
         for e in entries:
             if shown == 0:
                 cols.header()
-            cols.row(_entry_row(e))
+            cols.row(_entry_row(e, rejected))
             shown += 1
+        cols.flush()
     if shown == 0:
         click.echo("no rejected entries" if rejected else "queue empty")
     elif total > shown:

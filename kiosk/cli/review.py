@@ -58,6 +58,7 @@ def open_list(ctx: click.Context, as_json: bool) -> None:
         rec = o.to_record()
         cols.row([o.username, o.uid, local(rec["since"]), age(rec["since"]),
                   "" if o.synced else "stamped before the clock was trusted"])
+    cols.flush()
 
 
 @open_group.command("close")
@@ -139,6 +140,7 @@ def flagged_list(ctx: click.Context, as_json: bool) -> None:
                       local(rec["from"]) if rec["from"] else "unknown", local(rec["to"]) if rec["to"] else "-",
                       f.reason])
             n += 1
+        cols.flush()
     if n == 0:
         click.echo("nothing flagged")
     else:

@@ -91,6 +91,12 @@ class EmptyStore:
     def outbox(self, limit: int | None = None) -> list:
         return []
 
+    def iter_outbox_records(self) -> Iterator:
+        return iter(())
+
+    def iter_rejected_records(self) -> Iterator:
+        return iter(())
+
     def iter_outbox(self) -> Iterator:
         return iter(())
 

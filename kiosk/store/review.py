@@ -14,6 +14,7 @@ the ids, with a day's margin for wall-clock steps) instead of at the beginning.
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -145,6 +146,16 @@ class ReviewRecords(Changes):
         return flag
 
     # ------------------------------------------------------------ rejected entries
+
+    def iter_outbox_records(self) -> Iterator[dict]:
+        """Queued and held entries as stored (JSON-ready, the form ``to_record()`` gives), in id order, a page
+        at a time: listings of a week-long outage print them without building a typed record each."""
+        streams = [(v for _, v in self._walk(prefix)) for prefix in ("outbox", "held")]
+        return heapq.merge(*streams, key=lambda rec: int(rec["id"]))
+
+    def iter_rejected_records(self) -> Iterator[dict]:
+        """Rejected entries as stored, in id order, a page at a time."""
+        return (v for _, v in self._walk("rejected"))
 
     def iter_rejected(self) -> Iterator[RejectedEntry]:
         """Rejected entries, oldest first, a page at a time."""
