@@ -13,6 +13,7 @@ A request carries its expiry, so one left by a killed command lapses by itself.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from sqlitedict import SqliteDict
 from kiosk import clock
 from kiosk.exc import Conflict, InputRefused, KioskError, NotFound, StoreError
 from kiosk.model import Badge, from_iso, to_iso
-from kiosk.store.db import Database, key
+from kiosk.store.db import TABLE, Database, key
 
 ENROL_REQUEST = "enrol:request"
 NUDGE = "meta:nudge"
@@ -58,6 +59,17 @@ class ImportSummary:
     def to_record(self) -> dict[str, Any]:
         return {"added": self.added, "changed": self.changed, "unchanged": self.unchanged,
                 "removed": self.removed, "dry_run": self.dry_run}
+
+
+@dataclass(frozen=True)
+class _ImportPlan:
+    summary: ImportSummary
+    writes: dict[str, dict]
+    deletes: list[str]
+    lines: list[dict[str, Any]]
+
+
+IMPORT_TRIES = 3
 
 
 def _differs(old: Badge, username: str, label: str, enabled: bool) -> dict[str, list]:
@@ -202,25 +214,42 @@ class AdminRecords(Changes):
         ``progress(n)`` is told how many rows were written, now and then.
         """
         rows = list(rows)
-        now = clock.utcnow()
-        conflicts: list[tuple[int, str]] = []
-        with self._change() as db:
-            existing = {k.split(":", 1)[1]: Badge.from_record(v) for k, v in self._walk("badge")}
+        for _ in range(IMPORT_TRIES):
+            # Plan outside the write transaction (taps must not wait on it), then apply the plan only
+            # if the mappings are still exactly those it was made from.
+            snapshot = self._raw_badges()
+            existing = {k.split(":", 1)[1]: Badge.from_record(json.loads(v)) for k, v in snapshot.items()}
             conflicts = [(r.line, f"badge {r.uid} is mapped to {existing[r.uid].username} in the store, the file "
                                   f"maps it to {r.username}: use --replace to change it")
                          for r in rows if r.uid in existing and existing[r.uid].username != r.username and not replace]
             if conflicts:
-                summary = None
-            else:
-                summary = self._import_in(db, rows, existing, now, prune=prune, dry_run=dry_run, source=source,
-                                          progress=progress)
-        if summary is None:  # raised out here: an error inside the transaction would be wrapped
-            raise InputRefused(f"{len(conflicts)} badge{'s' if len(conflicts) > 1 else ''} in the file "
-                               "mapped to someone else in the store; nothing was changed", conflicts)
-        return summary
+                raise InputRefused(f"{len(conflicts)} badge{'s' if len(conflicts) > 1 else ''} in the file "
+                                   "mapped to someone else in the store; nothing was changed", conflicts)
+            plan = self._import_plan(rows, existing, clock.utcnow(), prune=prune, dry_run=dry_run, source=source)
+            if dry_run:
+                return plan.summary
+            with self._change() as db:
+                if self._raw_badges() != snapshot:
+                    continue  # changed meanwhile (an enrolment, another command): plan again
+                items = list(plan.writes.items())
+                for i in range(0, len(items), 1000):
+                    db.update(dict(items[i:i + 1000]))
+                    if progress is not None:
+                        progress(min(i + 1000, len(items)))
+                self._delete_many(plan.deletes)
+                self._audit_many(db, plan.lines)
+                self._audit(db, "badge_import", source=source, **plan.summary.to_record())
+            return plan.summary
+        raise Conflict("the badge mappings kept changing during the import; nothing was changed: try again")
 
-    def _import_in(self, db: SqliteDict, rows, existing: dict[str, Badge], now: datetime, *, prune: bool,
-                   dry_run: bool, source: str, progress) -> ImportSummary:
+    def _raw_badges(self) -> dict[str, str]:
+        """Every mapping as stored (key -> JSON text): cheap to read and compare whole."""
+        with self._lock:
+            return dict(self._open().conn.select(
+                f'SELECT key, value FROM "{TABLE}" WHERE key >= ? AND key < ? ORDER BY key', ("badge:", "badge;")))
+
+    def _import_plan(self, rows, existing: dict[str, Badge], now: datetime, *, prune: bool, dry_run: bool,
+                     source: str) -> _ImportPlan:
         writes: dict[str, dict] = {}
         lines: list[dict[str, Any]] = []
         added = changed = unchanged = 0
@@ -248,17 +277,7 @@ class AdminRecords(Changes):
             lines.append({"kind": "badge_remove", "uid": b.uid, "username": b.username, "copy": b.to_record(),
                           "via": "import --prune", "source": source})
         summary = ImportSummary(added, changed, unchanged, len(gone), dry_run)
-        if dry_run:
-            return summary  # nothing written: the transaction commits nothing
-        items = list(writes.items())
-        for i in range(0, len(items), 1000):
-            db.update(dict(items[i:i + 1000]))
-            if progress is not None:
-                progress(min(i + 1000, len(items)))
-        self._delete_many([key("badge", b.uid) for b in gone])
-        self._audit_many(db, lines)
-        self._audit(db, "badge_import", source=source, **summary.to_record())
-        return summary
+        return _ImportPlan(summary, writes, [key("badge", b.uid) for b in gone], lines)
 
     # ------------------------------------------------------------ enrolment by tap
 
