@@ -132,7 +132,7 @@ def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> Non
         if entry is None:
             raise CliError(f"no queued or rejected entry {entry_id}")
         rec = entry.to_record()
-        summary = f"{entry.username} {local(rec['from'])} - {local(rec['to'])}"
+        summary = f"{cell(entry.username)} {local(rec['from'])} - {local(rec['to'])}"
         if not yes:
             if not sys.stdin.isatty():
                 raise CliError("refusing to drop without confirmation: pass --yes")

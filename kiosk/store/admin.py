@@ -23,13 +23,19 @@ from typing import Any
 
 from sqlitedict import SqliteDict
 
-from kiosk import clock
+from kiosk import clock, text
 from kiosk.exc import Conflict, InputRefused, KioskError, NotFound, StoreError
 from kiosk.model import Badge, from_iso, to_iso
 from kiosk.store.db import TABLE, Database, key
 
 ENROL_REQUEST = "enrol:request"
 NUDGE = "meta:nudge"
+RESULT_KEPT = timedelta(days=1)  # an enrolment result waits this long for its command to collect it
+
+
+def name(value: object) -> str:
+    """A stored name as it may appear in a message: escaped and cut (see :func:`kiosk.text.escape`)."""
+    return text.escape(value, limit=60)
 
 
 def whoami() -> str:
@@ -159,7 +165,7 @@ class AdminRecords(Changes):
             rec = db.get(key("badge", uid))
             old = Badge.from_record(rec) if rec else None
             if old and not replace:
-                raise Conflict(f"badge {uid} is already mapped to {old.username}"
+                raise Conflict(f"badge {uid} is already mapped to {name(old.username)}"
                                f"{' (disabled)' if not old.enabled else ''}: use kiosk badge update, "
                                "or add --replace to map it anew")
             db[key("badge", uid)] = badge.to_record()
@@ -219,8 +225,8 @@ class AdminRecords(Changes):
             # if the mappings are still exactly those it was made from.
             snapshot = self._raw_badges()
             existing = {k.split(":", 1)[1]: Badge.from_record(json.loads(v)) for k, v in snapshot.items()}
-            conflicts = [(r.line, f"badge {r.uid} is mapped to {existing[r.uid].username} in the store, the file "
-                                  f"maps it to {r.username}: use --replace to change it")
+            conflicts = [(r.line, f"badge {r.uid} is mapped to {name(existing[r.uid].username)} in the store, "
+                                  f"the file maps it to {name(r.username)}: use --replace to change it")
                          for r in rows if r.uid in existing and existing[r.uid].username != r.username and not replace]
             if conflicts:
                 raise InputRefused(f"{len(conflicts)} badge{'s' if len(conflicts) > 1 else ''} in the file "
@@ -290,8 +296,10 @@ class AdminRecords(Changes):
         with self._change() as db:
             pending = db.get(ENROL_REQUEST)
             if pending and from_iso(pending["expires_at"]) > now:
-                raise Conflict(f"an enrolment for {pending['username']} (started by {pending.get('by') or '?'}) "
+                raise Conflict(f"an enrolment for {name(pending['username'])} (started by {name(pending.get('by') or '?')}) "
                                f"is waiting for a tap until {pending['expires_at'][11:19]} UTC; try again then")
+            stale = to_iso(now - RESULT_KEPT)  # results no command came back for (it was killed)
+            self._delete_many([k for k, v in self._page("enrol:result", limit=None) if (v.get("at") or "") < stale])
             request = {"id": self._next_id(db), "username": username, "label": label, "by": self.actor,
                        "requested_at": to_iso(now), "expires_at": to_iso(now + timedelta(seconds=timeout))}
             db[ENROL_REQUEST] = request

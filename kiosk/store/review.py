@@ -24,7 +24,7 @@ from kiosk import clock
 from kiosk.exc import Conflict, InvalidTime, NotFound
 from kiosk.model import (AuditLine, FlaggedRecord, OpenClockIn, OutboxEntry, RejectedEntry, from_iso, to_iso)
 from kiosk.rules import MIN_ENTRY_SECONDS
-from kiosk.store.admin import Changes
+from kiosk.store.admin import Changes, name
 from kiosk.store.db import PAGE, TABLE, key
 
 SINCE_MARGIN = timedelta(days=1)  # wall-clock steps: start the id search this much earlier
@@ -58,12 +58,12 @@ class ReviewRecords(Changes):
         with self._change() as db:
             rec = db.get(key("open", username))
             if rec is None:
-                raise NotFound(f"{username} has no open clock-in (kiosk open list shows who has)")
+                raise NotFound(f"{name(username)} has no open clock-in (kiosk open list shows who has)")
             opened = OpenClockIn.from_record(rec)
             if expect_since is not None and opened.since != expect_since:
-                raise Conflict(f"the open clock-in of {username} changed meanwhile (a tap?): look again")
+                raise Conflict(f"the open clock-in of {name(username)} changed meanwhile (a tap?): look again")
             if not opened.synced:
-                raise Conflict(f"the clock-in of {username} was stamped before the clock was trusted; its time is "
+                raise Conflict(f"the clock-in of {name(username)} was stamped before the clock was trusted; its time is "
                                "corrected once the clock syncs: close it then, or cancel it")
             check_span(opened.since, end)
             entry = OutboxEntry(id=self._next_id(db), username=username, uid=opened.uid, start=opened.since,
@@ -80,7 +80,7 @@ class ReviewRecords(Changes):
         with self._change() as db:
             rec = db.get(key("open", username))
             if rec is None:
-                raise NotFound(f"{username} has no open clock-in (kiosk open list shows who has)")
+                raise NotFound(f"{name(username)} has no open clock-in (kiosk open list shows who has)")
             del db[key("open", username)]
             self._audit(db, "open_cancel", username=username, uid=rec.get("uid"), copy=rec)
         return OpenClockIn.from_record(rec)
