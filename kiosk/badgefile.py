@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -58,7 +58,7 @@ def _bool(value: str) -> bool:
     raise ValueError(f"enabled must be true or false, not '{text.escape(value, limit=20)}'")
 
 
-def read_csv(stream: IO[str], byte_order: str = "little", *,
+def read_csv(stream: IO[str] | IO[bytes], byte_order: str = "little", *,
              progress: Callable[[int], None] | None = None) -> list[BadgeRow]:
     """Every row of the badge file ``stream``, checked; :class:`~kiosk.exc.InputRefused` listing
     each bad line (bad uid, bad name, duplicate uid, wrong number of fields) if any is wrong.
@@ -66,7 +66,7 @@ def read_csv(stream: IO[str], byte_order: str = "little", *,
     ``progress(n)`` is called with the number of lines read so far, now and then.
     """
     errors: list[tuple[int, str]] = []
-    reader = csv.reader(stream, strict=True)
+    reader = csv.reader(_text_lines(stream, errors), strict=True)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -113,14 +113,30 @@ def read_csv(stream: IO[str], byte_order: str = "little", *,
             rows.append(row)
     except csv.Error as exc:
         errors.append((reader.line_num or line, f"not valid CSV: {exc}"))
-    except UnicodeDecodeError as exc:
-        errors.append((line + 1, f"not UTF-8 text ({exc.reason} at byte {exc.start} of a read block)"))
     if progress is not None:
         progress(line)
     if errors:
+        errors.sort(key=lambda e: e[0])
         raise InputRefused(f"{len(errors)}{'+' if len(errors) >= MAX_ERRORS else ''} bad line"
                            f"{'s' if len(errors) != 1 else ''} in the badge file; nothing was changed", errors)
     return rows
+
+
+def _text_lines(stream: Iterable[str] | Iterable[bytes], errors: list[tuple[int, str]]) -> Iterator[str]:
+    """Lines as text; a binary stream is decoded line by line, so that bytes that are not UTF-8 are
+    reported with their line number (and replaced, so the other lines are still checked)."""
+    for number, line in enumerate(stream, 1):
+        if isinstance(line, str):
+            yield line.lstrip("\ufeff") if number == 1 else line
+            continue
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append((number, f"not UTF-8 text: byte 0x{line[exc.start]:02X} at column {exc.start + 1} "
+                                   "(save the file as UTF-8)"))
+            yield line.decode("utf-8", "replace")
 
 
 def _row(line: int, record: list[str], index: dict[str, int], byte_order: str) -> BadgeRow:

@@ -446,3 +446,12 @@ def test_inspect_backup_reports_counts(store, tmp_path):
     clock_in(store)
     store.backup(tmp_path / "b.sqlite")
     assert inspect_backup(tmp_path / "b.sqlite")["counts"]["open"] == 1
+
+
+def test_a_binary_file_is_decoded_line_by_line_with_bad_bytes_reported():
+    data = b"\xef\xbb\xbfuid,username\r\n04A1B2C3,anna\r\n04D5E6F7,b\xe9n\r\n0A0B0C0D,\"multi\nline\"\r\n"
+    with pytest.raises(InputRefused) as info:
+        badgefile.read_csv(io.BytesIO(data))
+    assert info.value.errors[0] == (3, "not UTF-8 text: byte 0xE9 at column 11 (save the file as UTF-8)")
+    good = badgefile.read_csv(io.BytesIO(b"\xef\xbb\xbfuid,username\r\n04A1B2C3,anna\r\n"))
+    assert [(r.line, r.uid, r.username) for r in good] == [(2, "04A1B2C3", "anna")]

@@ -291,9 +291,9 @@ def badge_import(ctx: click.Context, file: str, dry_run: bool, prune: bool, repl
     """
     settings = load_settings(ctx)
     show_bar = sys.stderr.isatty() and not as_json
-    stream = click.get_text_stream("stdin", encoding="utf-8-sig") if file == "-" else None
+    stream = click.get_binary_stream("stdin") if file == "-" else None
     try:
-        fh = stream or open(file, encoding="utf-8-sig", newline="")
+        fh = stream or open(file, "rb")  # decoded line by line: a bad byte is reported with its line
     except OSError as exc:
         raise CliError(f"{file}: {exc.strerror}") from None
     with fh:
