@@ -11,7 +11,9 @@ A restore refuses while a daemon runs and holds the daemon's lock for its
 whole length (:func:`kiosk.store.presence.exclusive`), so none can start in the
 middle. It checks the backup first (SQLite file, integrity, the kiosk's table,
 a schema this kiosk understands, JSON records), keeps the replaced store beside
-it (``kiosk.sqlite.replaced-<time>``), and never opens the store with Python's
+it (``kiosk.sqlite.replaced-<time>``), swaps the new file in with one rename
+(the store's path is never missing, and the old ``-wal`` goes along with the old
+store, never left beside the new one), and never opens the store with Python's
 ``open()`` (see :mod:`kiosk.store.db`): every file is read through SQLite.
 """
 
@@ -175,29 +177,27 @@ def restore(src: str | os.PathLike, store_path: str | os.PathLike) -> dict[str, 
     if not state_dir.is_dir():
         state_dir.mkdir(mode=0o750, parents=True)
     with presence.exclusive(store_path):
-        aside = _move_aside(store_path)
         tmp = _private_tmp(store_path)
+        aside = None
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             os.close(fd)
             conn = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
             try:
-                integrity = _copy(conn, tmp)
+                integrity = _copy(conn, tmp)  # the slow part, while the store is still whole
             finally:
                 conn.close()
             if integrity != "ok":
                 raise StoreCorrupt(f"the restored copy failed its integrity check: {integrity[:200]}")
-            _match_dir_owner(tmp, aside)
+            _match_dir_owner(tmp, store_path if store_path.exists() else None)
             _fsync_file(tmp)
+            # The store's path is never missing (a daemon starting now must not create an empty one),
+            # and no -wal of the old store is ever left beside the new one.
+            aside = _keep_aside(store_path)
             os.replace(tmp, store_path)
             _fsync_dir(state_dir)
         except BaseException:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            if aside is not None and not store_path.exists():
-                os.replace(aside, store_path)  # put the old store back as it was
+            tmp.unlink(missing_ok=True)
             raise
     with _opened(store_path) as store:  # the store's own check: schema, migration if older
         with store.transaction() as db:
@@ -212,31 +212,32 @@ def _opened(store_path: Path):
     return Store(store_path, create=False)
 
 
-def _move_aside(store_path: Path) -> Path | None:
-    """Move the current store (with its -wal, -shm) out of the way, checkpointed if it can be; its new name."""
+def _keep_aside(store_path: Path) -> Path | None:
+    """Keep the current store (checkpointed if it can be) under a new name beside it, its -wal and -shm
+    moved along; the store's own path stays in place until the new file replaces it. The new name."""
     if not store_path.exists():
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{store_path}{suffix}").unlink(missing_ok=True)
         return None
-    try:  # fold the WAL into the file: the last connection to close checkpoints and removes it
+    try:  # fold the WAL into the file
         conn = sqlite3.connect(store_path)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
     except sqlite3.Error:
-        pass  # a damaged store: move its files as they are
+        pass  # a damaged store: keep its files as they are
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = store_path.with_name(f"{store_path.name}.replaced-{stamp}")
     n = 1
     while aside.exists():
         n += 1
         aside = store_path.with_name(f"{store_path.name}.replaced-{stamp}-{n}")
+    os.link(store_path, aside)
     for suffix in ("-wal", "-shm", "-journal"):
         extra = Path(f"{store_path}{suffix}")
         if extra.exists():
             os.replace(extra, f"{aside}{suffix}")
-    os.replace(store_path, aside)
     return aside
 
 
