@@ -24,6 +24,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/flush.py
 	$(BIN)/python bench/idle_poll.py
 	$(BIN)/python bench/tap.py
+	$(BIN)/python bench/admin.py
 
 docs: $(VENV)/.installed
 	$(BIN)/python deploy/gen-docs.py
