@@ -217,7 +217,7 @@ def test_paging(api):
 
 def test_default_page_is_50(api, emu):
     for _ in range(51):
-        emu._create(dict(ENTRY))  # faster than 51 POSTs; the HTTP path is covered above
+        emu.attendances.create(dict(ENTRY))  # faster than 51 POSTs; the HTTP path is covered above
     assert len(api("GET").json()) == 50
     assert [e["ID"] for e in api("GET", params={"page_number": 1}).json()] == [51]
 
