@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import handle_errors, json_option, main, open_store
+from kiosk.cli import handle_errors, json_option, load_settings, main
 from kiosk.cli.output import age, cell, emit_json, local, table
+from kiosk.clock import Clock
+from kiosk.store import Store
+
+
+def _clock(settings, recorded: dict | None, sender: dict | None, held: int) -> tuple[dict, str]:
+    """The ``clock`` object (trusted, source, skew_seconds, held) and a line for people.
+
+    The running daemon's record (status ``clock``) knows TimeTrack's skew; without a
+    running daemon, the configured source is asked here and now.
+    """
+    live = Clock.from_settings(settings.clock).summary()
+    running = bool(sender) and sender.get("state") != "stopped"
+    use = recorded if running and isinstance(recorded, dict) and "trusted" in recorded else live
+    clock = {"trusted": bool(use.get("trusted")), "source": str(use.get("source", live["source"])),
+             "skew_seconds": use.get("skew_seconds"), "held": held}
+    return clock, str(use.get("detail") or live["detail"])
 
 
 @main.command()
@@ -13,17 +29,30 @@ from kiosk.cli.output import age, cell, emit_json, local, table
 @click.pass_context
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Open clock-ins, the delivery queue, rejected and flagged counts, last delivery and error."""
-    with open_store(ctx) as store:
+    """Open clock-ins, the delivery queue, rejected and flagged counts, last delivery and error, the clock."""
+    settings = load_settings(ctx)
+    with Store(settings.store_path, create=False) as store:
         summary = store.summary()
+        recorded = store.status_value("clock")
+    sender = summary["sender"] or {}
+    summary["clock"], clock_detail = _clock(settings, recorded, sender, summary.get("held", 0))
+    summary["clock_synced"] = summary["clock"]["trusted"]
     if as_json:
         emit_json(summary)
         return
-    sender = summary["sender"] or {}
-    click.echo(f"sender:         {cell(sender.get('state', 'unknown (daemon not running?)'))}")
+    state = cell(sender.get("state", "unknown (daemon not running?)"))
+    if sender.get("stuck_seconds"):
+        state += f" (stuck in a request for {int(sender['stuck_seconds'])} s)"
+    if sender.get("reason"):
+        state += f": {cell(sender['reason'], 200)}"
+    click.echo(f"sender:         {state}")
     reader = summary["reader"]
     if reader:
         click.echo(f"reader:         {'ok' if reader.get('ok') else 'DOWN: ' + cell(reader.get('message', ''), 200)}")
+    clock = summary["clock"]
+    held = f"; {clock['held']} entries wait for a trusted clock" if clock["held"] else ""
+    click.echo(f"clock:          {'trusted' if clock['trusted'] else 'NOT trusted'} ({cell(clock['source'])}): "
+               f"{cell(clock_detail, 300)}{held}")
     click.echo(f"queued:         {summary['outbox']}"
                + (f" (oldest {age(summary['oldest_queued_at'])} old)" if summary["outbox"] else "")
                + (f", {summary['held']} waiting for a trusted clock" if summary.get("held") else ""))
