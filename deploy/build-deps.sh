@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian / Raspberry Pi OS packages needed to build the kiosk's Python
-# dependencies (systemd-python, RPi.GPIO and spidev compile C code) in a venv.
+# dependencies (systemd-python, RPi.GPIO and spidev compile C code) in a venv,
+# and the display's font.
 # As root it installs them; with sudo it asks sudo; otherwise it names them and fails.
 set -eu
 PYTHON=${PYTHON:-python3}
@@ -12,6 +13,7 @@ need gcc
 need pkg-config
 need libsystemd-dev
 need linux-libc-dev  # evdev (keyboard reader) builds against <linux/input.h>
+need fonts-dejavu-core  # the display's font (DejaVu Sans); the tests' reference images are drawn with it
 # The Python in use needs its headers and the venv module (Debian splits both out).
 if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
     need python3-dev

@@ -31,7 +31,7 @@ ROOT=${KIOSK_ROOT:-}
 SKIP_VENV=${KIOSK_SKIP_VENV:-0}
 MODEL_FILE=${KIOSK_MODEL_FILE:-/proc/device-tree/model}
 USER_NAME=kiosk
-DEVICE_GROUPS=(spi gpio input)
+DEVICE_GROUPS=(spi gpio input i2c)
 APT_PACKAGES=(python3-venv git)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -252,7 +252,7 @@ else
         [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
         # A regular (not editable) install: the daemon runs what was installed, not the working tree.
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
-        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard]"
+        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,display]"
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
         if [ "$pi5" = 1 ]; then
             # Same RPi.GPIO API over /dev/gpiochip*; the two packages share files: remove both first.
@@ -336,6 +336,23 @@ else
     say "  raspi-config not found: enable SPI yourself (dtparam=spi=on in the firmware config.txt, then reboot)"
 fi
 
+# ---------------------------------------------------------------- I2C
+# The door display (SSD1306/SH1106) and the optional RTC module sit on I2C1 (pins 3 and 5).
+step "I2C"
+i2c_reboot=0
+if [ -n "$ROOT" ]; then
+    say "  skipped (KIOSK_ROOT)"
+elif command -v raspi-config >/dev/null 2>&1; then
+    if [ "$(raspi-config nonint get_i2c 2>/dev/null || echo 1)" = 0 ]; then
+        say "  ok: enabled"
+    else
+        run raspi-config nonint do_i2c 0
+        i2c_reboot=1
+    fi
+else
+    say "  raspi-config not found: enable I2C yourself for a display (dtparam=i2c_arm=on, then reboot)"
+fi
+
 # ---------------------------------------------------------------- systemd
 step "systemd unit $T_UNIT"
 unit_tmp=$(mktemp)
@@ -376,8 +393,8 @@ cat <<EOF
 Next steps:
 EOF
 n=1
-if [ "$spi_reboot" = 1 ]; then
-    say "  $n. SPI was just enabled: sudo reboot"; n=$((n + 1))
+if [ "$spi_reboot" = 1 ] || [ "$i2c_reboot" = 1 ]; then
+    say "  $n. SPI or I2C was just enabled: sudo reboot"; n=$((n + 1))
 fi
 if [ "$DRY_RUN" = 0 ] && [ "$secret_created" = 0 ] && [ ! -e "$T_SECRET" ]; then
     say "  $n. the API secret (paste it, then Ctrl-D): sudo sh -c 'umask 077; cat > $SECRET'"; n=$((n + 1))

@@ -46,7 +46,7 @@ def build(settings: config.Settings, *, store: Store | None = None, clock: Clock
             reader = readers.create(settings.reader)
             undo.callback(reader.close)
         if feedback is None:
-            feedback = feedback_mod.create(settings.feedback)
+            feedback = feedback_mod.create(settings)
             undo.callback(feedback.close)
         daemon = Daemon(settings, store=store, clock=clock, sender=sender, reader=reader, feedback=feedback,
                         **daemon_options)

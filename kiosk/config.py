@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kiosk.exc import EX_CONFIG, ConfigError, InsecureURL
+from kiosk.feedback import KINDS as FEEDBACK_KINDS
+from kiosk.feedback.panels import DRIVERS as DISPLAY_DRIVERS, PANELS, SPI, size_problem
 from kiosk.rules import Rules
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
@@ -73,13 +75,40 @@ class BadgeSettings:
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    type: str = "gpio"  # gpio | console | none
+    type: str = "gpio"  # gpio | console | display | none
+    devices: tuple[str, ...] = ()  # several at once, e.g. ("gpio", "display"); when set, replaces type
     leds: str = "pair"  # pair | rgb | none
     green_pin: int = 17
     red_pin: int = 27
     blue_pin: int = 22
     buzzer: str = "active"  # active | passive | none
     buzzer_pin: int = 18
+
+
+@dataclass(frozen=True)
+class DisplaySettings:
+    """A small display at the door (luma); used when feedback.type or feedback.devices says "display"."""
+
+    driver: str = "ssd1306"  # ssd1306 | sh1106 (I2C OLED) | st7735 | ili9341 (SPI LCD) | dummy (in memory)
+    width: int = 0  # 0, 0: the driver's usual size (128x64 OLED, 160x128 ST7735, 320x240 ILI9341)
+    height: int = 0
+    rotate: int = 0  # quarter turns clockwise, 0..3
+    i2c_port: int = 1  # /dev/i2c-1: SDA GPIO2 (pin 3), SCL GPIO3 (pin 5)
+    i2c_address: int = 0x3C
+    spi_port: int = 0
+    spi_device: int = 1  # CE1 (pin 26): the RC522 has CE0
+    dc_pin: int = 24  # SPI LCD data/command, BCM (pin 18)
+    reset_pin: int = 23  # SPI LCD reset, BCM (pin 16); the RC522's is 25
+    backlight_pin: int = 12  # SPI LCD backlight, BCM (pin 32); -1: wired to 3V3, not switched
+    contrast: int = 255  # OLED brightness 0..255
+    dim_contrast: int = 16  # after dim_after_seconds without a tap
+    dim_after_seconds: float = 60.0  # 0: never dim
+    blank_after_seconds: float = 0.0  # 0: never blank (an OLED lasts longer blanked at night)
+    shift_pixels: int = 2  # move the idle screen by up to this many pixels (burn-in care); 0: never
+    shift_seconds: float = 60.0  # how often
+    tap_seconds: float = 4.0  # how long a tap's screen stays (a long name stays until it has scrolled by)
+    clock: str = "24h"  # 24h | 12h
+    font: str = ""  # a TrueType/OpenType file for names and text (e.g. a CJK font); "": DejaVu Sans
 
 
 @dataclass(frozen=True)
@@ -105,6 +134,7 @@ class Settings:
     badges: BadgeSettings = field(default_factory=BadgeSettings)
     rules: Rules = field(default_factory=Rules)  # the decision rules' own settings
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    display: DisplaySettings = field(default_factory=DisplaySettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
 
     @property
@@ -129,6 +159,7 @@ SECTIONS: dict[str, type] = {
     "badges": BadgeSettings,
     "rules": Rules,
     "feedback": FeedbackSettings,
+    "display": DisplaySettings,
     "clock": ClockSettings,
 }
 
@@ -136,7 +167,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "api.timezone": ("UTC", "local"),
     "reader.type": ("mfrc522", "stdin", "keyboard"),
     "badges.decimal_byte_order": ("little", "big"),
-    "feedback.type": ("gpio", "console", "none"),
+    "feedback.type": FEEDBACK_KINDS,
+    "feedback.devices": FEEDBACK_KINDS,  # each item
+    "display.driver": DISPLAY_DRIVERS,
+    "display.clock": ("24h", "12h"),
     "feedback.leds": ("pair", "rgb", "none"),
     "feedback.buzzer": ("active", "passive", "none"),
     "clock.source": ("kernel", "file", "none"),
@@ -147,9 +181,13 @@ NON_NEGATIVE = {
     "clock.max_skew_seconds", "rules.debounce_seconds", "rules.min_session_seconds", "reader.spi_bus",
     "reader.spi_device", "reader.reset_pin", "feedback.green_pin", "feedback.red_pin",
     "feedback.blue_pin", "feedback.buzzer_pin",
+    "display.width", "display.height", "display.rotate", "display.i2c_port", "display.spi_port",
+    "display.spi_device", "display.dc_pin", "display.reset_pin", "display.contrast", "display.dim_contrast",
+    "display.dim_after_seconds", "display.blank_after_seconds", "display.shift_pixels", "display.shift_seconds",
 }
 POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout", "api.request_deadline",
-            "kiosk.history_days"}
+            "kiosk.history_days", "display.tap_seconds"}
+MINIMUM = {"display.backlight_pin": -1, "display.i2c_address": 0x03}
 SENSITIVE = {"api.secret"}  # never echoed in an error message
 # Upper bounds: far beyond any sensible value, well below what overflows a wait or a date.
 MAXIMUM = {
@@ -159,6 +197,11 @@ MAXIMUM = {
     "reader.poll_interval": 60.0, "reader.release_seconds": 60.0,
     "rules.debounce_seconds": 3600.0, "rules.min_session_seconds": 7 * 86400.0,
     "rules.max_session_hours": 31 * 24.0,
+    "display.rotate": 3, "display.i2c_address": 0x77, "display.contrast": 255, "display.dim_contrast": 255,
+    "display.dc_pin": 27, "display.reset_pin": 27, "display.backlight_pin": 27, "display.i2c_port": 255,
+    "display.spi_port": 255, "display.spi_device": 255, "display.width": 4096, "display.height": 4096,
+    "display.dim_after_seconds": 7 * 86400.0, "display.blank_after_seconds": 7 * 86400.0,
+    "display.shift_pixels": 4, "display.shift_seconds": 86400.0, "display.tap_seconds": 60.0,
 }
 
 
@@ -234,6 +277,46 @@ def _check_across(path: str | None, settings: Settings) -> None:
         raise ConfigError(path, "reader.device",
                           'missing: reader.type = "keyboard" needs the device path, e.g. '
                           '"/dev/input/by-id/usb-...-event-kbd"')
+    _check_display(path, settings)
+
+
+def _check_display(path: str | None, settings: Settings) -> None:
+    """The display's size, font and pins, and that it shares no pin or SPI device with the rest."""
+    devices = settings.feedback.devices
+    if "none" in devices and len(devices) > 1:
+        raise ConfigError(path, "feedback.devices", '"none" cannot be combined with other devices')
+    display = settings.display
+    problem = size_problem(display.driver, display.width, display.height, display.rotate)
+    if problem:
+        raise ConfigError(path, "display.width" if display.width or display.height else "display.driver", problem)
+    if display.font and not os.path.isfile(display.font):
+        raise ConfigError(path, "display.font", f"{display.font}: file not found")
+    used = "display" in (devices or (settings.feedback.type,))
+    if not used or PANELS[display.driver].bus != SPI:
+        return
+    reader = settings.reader
+    if reader.type == "mfrc522" and (reader.spi_bus, reader.spi_device) == (display.spi_port, display.spi_device):
+        raise ConfigError(path, "display.spi_device",
+                          f"the reader uses /dev/spidev{reader.spi_bus}.{reader.spi_device} already; "
+                          "wire the display's CS to the other chip select (CE1: spi_device = 1)")
+    taken = {}
+    if reader.type == "mfrc522":
+        taken[reader.reset_pin] = "reader.reset_pin"
+    feedback = settings.feedback
+    if "gpio" in (devices or (feedback.type,)):
+        if feedback.leds in ("pair", "rgb"):
+            taken.update({feedback.green_pin: "feedback.green_pin", feedback.red_pin: "feedback.red_pin"})
+        if feedback.leds == "rgb":
+            taken[feedback.blue_pin] = "feedback.blue_pin"
+        if feedback.buzzer != "none":
+            taken[feedback.buzzer_pin] = "feedback.buzzer_pin"
+    for key in ("dc_pin", "reset_pin", "backlight_pin"):
+        pin = getattr(display, key)
+        if pin < 0:
+            continue
+        if pin in taken:
+            raise ConfigError(path, f"display.{key}", f"GPIO{pin} is {taken[pin]} already: give the display its own pin")
+        taken[pin] = f"display.{key}"
 
 
 def _section(path: str | None, name: str, cls: type, values: dict[str, Any]):
@@ -265,16 +348,29 @@ def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
     elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(path, dotted, f"must be a string, not {shown}")
+    elif kind is tuple:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(path, dotted, f'must be a list of strings, e.g. ["gpio", "display"], not {shown}')
+        for item in value:
+            if dotted in CHOICES and item not in CHOICES[dotted]:
+                raise ConfigError(path, dotted, f"each item must be one of {', '.join(CHOICES[dotted])}, not {item!r}")
+        if len(set(value)) != len(value):
+            raise ConfigError(path, dotted, f"lists a device twice: {value!r}")
+        return tuple(value)
     if dotted in CHOICES and value not in CHOICES[dotted]:
         raise ConfigError(path, dotted, f"must be one of {', '.join(CHOICES[dotted])}, not {value!r}")
     if dotted in NON_NEGATIVE and value < 0:
         raise ConfigError(path, dotted, f"must not be negative, not {value!r}")
     if dotted in POSITIVE and value <= 0:
         raise ConfigError(path, dotted, f"must be greater than 0, not {value!r}")
+    if dotted in MINIMUM and value < MINIMUM[dotted]:
+        raise ConfigError(path, dotted, f"must be at least {MINIMUM[dotted]:g}, not {value!r}")
     if dotted in MAXIMUM and value > MAXIMUM[dotted]:
         raise ConfigError(path, dotted, f"must be at most {MAXIMUM[dotted]:g}, not {value!r}")
     if dotted == "kiosk.name" and not value.strip():
         raise ConfigError(path, dotted, "must not be empty")
+    if dotted == "display.font" and value and not os.path.isabs(value):
+        raise ConfigError(path, dotted, f"must be an absolute path, not {value!r}")
     if dotted == "kiosk.state_dir" and not value:
         raise ConfigError(path, dotted, "must not be empty")
     return value

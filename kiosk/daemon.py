@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from kiosk import badges, config, readers, service, text
+from kiosk import badges, config, feedback as feedback_mod, readers, service, text
 from kiosk.clock import Clock
 from kiosk.delivery.sender import Sender
 from kiosk.exc import BadgeIdError, StoreError
@@ -61,9 +61,11 @@ class Daemon:
         self.reader_thread = threading.Thread(target=self._read_loop, name="kiosk-reader", daemon=True)
         self.reader.on_health = self._on_reader_health
         self.sender.on_status = self._on_sender_status
+        self.feedback.on_health = self._on_feedback_health
         self._last_seen: dict[str, float] = {}
         self._faults: dict[str, str] = {}
         self._backlog = False
+        self._queued = 0
         self._status_lock = threading.Lock()
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
@@ -170,10 +172,20 @@ class Daemon:
         except Exception:
             log.exception("cannot record reader status")
 
+    def _on_feedback_health(self, ok: bool, message: str) -> None:
+        """A feedback device (the display) failed or recovered: log it, show it, keep it for ``kiosk status``."""
+        # Logged and kept for `kiosk status`, but no fault sign: taps still work and the LEDs say so.
+        (log.info if ok else log.error)("feedback %s%s", "ok" if ok else "failing", f": {message}" if message else "")
+        try:
+            self.store.set_status("feedback", {"ok": ok, "message": message, "at": time.time()})
+        except Exception:
+            log.exception("cannot record feedback status")
+
     def _on_sender_status(self, status: dict) -> None:
         state = status.get("state", "")
         self._set_fault("sender", "credentials rejected" if state == "credentials rejected" else None)
         with self._status_lock:
+            self._queued = int(status.get("queued") or 0)
             self._backlog = state in ("offline", "backing off", "not timetrack") and bool(status.get("queued", 1))
         self._update_feedback()
 
@@ -190,12 +202,13 @@ class Daemon:
 
     def _update_feedback(self) -> None:
         with self._status_lock:
+            problems = tuple(self._faults.values())
             if self._faults:
-                status = Status(Health.FAULT, "; ".join(self._faults.values()))
+                status = Status(Health.FAULT, "; ".join(problems), self._queued, problems)
             elif self._backlog:
-                status = Status(Health.BACKLOG, "entries waiting for delivery")
+                status = Status(Health.BACKLOG, "entries waiting for delivery", self._queued)
             else:
-                status = Status()
+                status = Status(queued=self._queued)
         self.feedback.set_status(status)
         service.notify(f"STATUS={status.health}{': ' + status.message if status.message else ''}")
 
@@ -340,7 +353,7 @@ class Daemon:
         """Run until SIGTERM/SIGINT, :meth:`request_stop` or the end of the reader's input; the exit code."""
         self.signals.install()
         log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
-                 self.settings.reader.type, self.settings.feedback.type, self.store.path)
+                 self.settings.reader.type, "+".join(feedback_mod.kinds(self.settings)), self.store.path)
         try:
             self.sender.start()
             self.reader_thread.start()

@@ -23,9 +23,12 @@ import os
 import select
 import signal
 import threading
+import time
 
 HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOPPING = {signal.SIGTERM, signal.SIGINT}
 KICK = 0  # not a signal number: "look again"
+SETTLE = 0.05  # seconds in which further signals join a burst
 
 
 def _ignore(signum, frame) -> None:
@@ -72,8 +75,22 @@ class SignalBox:
             except BlockingIOError:
                 pass
 
-    def wait(self, timeout: float | None) -> set[int]:
-        """Wait up to ``timeout`` seconds for a signal or a kick; return the signal numbers that came."""
+    def wait(self, timeout: float | None, *, settle: float = SETTLE) -> set[int]:
+        """Wait up to ``timeout`` seconds for a signal or a kick; return the signal numbers that came.
+
+        Once something arrived, signals that follow within ``settle`` seconds join it:
+        a burst (``systemctl reload`` run twice by a script) is one set, acted on once.
+        """
+        got = self._drain(timeout)
+        if got - {KICK} and settle > 0:
+            deadline = time.monotonic() + settle
+            while (left := deadline - time.monotonic()) > 0 and not got & STOPPING:
+                got |= self._drain(left)
+        got.discard(KICK)
+        return got
+
+    def _drain(self, timeout: float | None) -> set[int]:
+        """The bytes in the pipe once it is readable (within ``timeout``), as a set."""
         try:
             ready, _, _ = select.select([self._read], [], [], timeout)
         except InterruptedError:  # PEP 475 retries, but be safe on odd platforms
@@ -91,7 +108,6 @@ class SignalBox:
             got.update(data)
             if len(data) < 4096:
                 break
-        got.discard(KICK)
         return got
 
     def close(self) -> None:

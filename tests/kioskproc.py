@@ -86,10 +86,10 @@ def clean_env() -> dict:
 class Daemon:
     """`kiosk run` with stdin and stdout pipes."""
 
-    def __init__(self, config: Path, *, log_level: str = "WARNING"):
+    def __init__(self, config: Path, *, log_level: str = "WARNING", env: dict | None = None):
         self.proc = subprocess.Popen(
             [*KIOSK, "--config", str(config), "run", "--log-level", log_level],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**clean_env(), **(env or {})},
         )
         self._buf = b""
         self._stderr: str | None = None

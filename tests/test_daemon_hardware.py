@@ -9,10 +9,10 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from kiosk import config
+from kiosk import config, readers
 from kiosk.app import build
-from kiosk.feedback.console import ConsoleFeedback
 from kiosk.exc import StoreError
+from kiosk.feedback.console import ConsoleFeedback
 from kiosk.sim import rc522 as fakespi
 from kiosk.store import Store
 
@@ -54,38 +54,62 @@ def test_taps_from_the_rc522_reach_the_store_and_reader_outages_are_reported(set
     with Store(settings.store_path) as store:
         store.add_badge("04A1B2C3", "anna")
         store.add_badge("04D5E6F7A8B9C0", "ben")
+    hw = fakespi.board()  # the reader's factory: the real mfrc522 library over this board, sys.modules untouched
+    run = Running(build(settings, reader=readers.create(settings.reader, factory=hw),
+                        feedback=ConsoleFeedback(out), tick=0.05))
+    try:
+        chip = hw.chip
+        chip.place(anna)
+        assert wait_for(lambda: "IN  anna" in out.getvalue())
+        time.sleep(0.3)  # the card stays on the reader: still one tap
+        assert out.getvalue().count("anna") == 1
+        chip.remove(anna)
+        chip.place(ben)
+        assert wait_for(lambda: "IN  ben" in out.getvalue())
+        chip.remove(ben)
+        assert wait_for(lambda: not hw.chip.cards)
+        time.sleep(0.2)  # anna's card has been away longer than release_seconds
+        chip.place(anna)
+        assert wait_for(lambda: "OUT anna" in out.getvalue())
+        chip.remove(anna)
+
+        chip.unplug()
+        assert wait_for(lambda: "STATUS fault" in out.getvalue())
+        with Store(settings.store_path, create=False) as store:
+            assert wait_for(lambda: store.status_value("reader", {}).get("ok") is False)
+        chip.plug()
+        with Store(settings.store_path, create=False) as store:
+            assert wait_for(lambda: store.status_value("reader", {}).get("ok") is True)
+        chip.place(ben)
+        assert wait_for(lambda: "OUT ben" in out.getvalue())  # reads work again after recovery
+    finally:
+        code = run.stop()
+    assert code == 0
+    with Store(settings.store_path, create=False) as store:
+        assert sorted(e.username for e in store.outbox()) == ["anna", "ben"]
+
+
+@pytest.mark.parametrize("uid", ["12345678", "04112233445566", "00000000", "12345678901234567890"])
+def test_all_digit_uids_read_by_the_rc522_clock_in(settings, uid):
+    """Issue 7: about 2% of real badges (UIDs made only of digits) were INVALID at every tap.
+
+    The daemon builds the reader from its configuration here; ``installed()`` makes
+    the fake board the RC522 reader's default factory for the block.
+    """
+    out = io.StringIO()
+    with Store(settings.store_path) as store:
+        store.add_badge(uid, "dora")
     with fakespi.installed() as hw:
         run = Running(build(settings, feedback=ConsoleFeedback(out), tick=0.05))
         try:
-            chip = hw.chip
-            chip.place(anna)
-            assert wait_for(lambda: "IN  anna" in out.getvalue())
-            time.sleep(0.3)  # the card stays on the reader: still one tap
-            assert out.getvalue().count("anna") == 1
-            chip.remove(anna)
-            chip.place(ben)
-            assert wait_for(lambda: "IN  ben" in out.getvalue())
-            chip.remove(ben)
-            assert wait_for(lambda: not hw.chip.cards)
-            time.sleep(0.2)  # anna's card has been away longer than release_seconds
-            chip.place(anna)
-            assert wait_for(lambda: "OUT anna" in out.getvalue())
-            chip.remove(anna)
-
-            chip.unplug()
-            assert wait_for(lambda: "STATUS fault" in out.getvalue())
-            with Store(settings.store_path, create=False) as store:
-                assert wait_for(lambda: store.status_value("reader", {}).get("ok") is False)
-            chip.plug()
-            with Store(settings.store_path, create=False) as store:
-                assert wait_for(lambda: store.status_value("reader", {}).get("ok") is True)
-            chip.place(ben)
-            assert wait_for(lambda: "OUT ben" in out.getvalue())  # reads work again after recovery
+            hw.chip.place(fakespi.FakeCard(uid))
+            assert wait_for(lambda: "IN  dora" in out.getvalue() or "INVALID" in out.getvalue())
+            assert "INVALID" not in out.getvalue()
         finally:
             code = run.stop()
     assert code == 0
     with Store(settings.store_path, create=False) as store:
-        assert sorted(e.username for e in store.outbox()) == ["anna", "ben"]
+        assert [(a.kind, a.fields["uid"]) for a in store.audit(limit=5)] == [("clock_in", uid), ("badge_add", uid)]
 
 
 def test_gpio_feedback_in_the_daemon(settings, tmp_path):

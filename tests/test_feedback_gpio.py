@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import datetime, timezone
@@ -18,6 +19,10 @@ from kiosk.feedback import Health, Status
 from kiosk.exc import GpioUnavailable
 from kiosk.feedback.gpio import GpioFeedback
 from kiosk.rules import TapKind, TapOutcome
+
+from . import kioskproc
+
+wait_for = functools.partial(kioskproc.wait_for, timeout=5.0, interval=0.001)  # the suite's one helper, polled fast
 
 SCALE = 0.02  # patterns run 50x faster; sequences do not depend on speed
 F, T = False, True
@@ -92,12 +97,6 @@ def rises(seq) -> int:
     return sum(1 for a, b in zip(seq, seq[1:]) if not a and b)
 
 
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
 
 
 def pulses(n: int, on=T, off=F) -> list:
@@ -191,7 +190,7 @@ def test_show_returns_while_the_pattern_still_runs(pair_factory, make):
     fb = make(PAIR, pair_factory, scale=1.0)  # a real-length pattern: 1.3 s
     fb.show(outcome(TapKind.CLOCK_IN))
     assert fb.busy  # show did not wait for the pattern
-    wait_for(lambda: pair_factory.pin(GREEN).state)
+    assert wait_for(lambda: pair_factory.pin(GREEN).state)
     assert fb.busy and not fb.wait_idle(0)  # green is on and the pattern is still in progress
     fb.close()  # cuts it short
     assert states(pair_factory, GREEN) == [F, T, F]
@@ -202,9 +201,9 @@ def test_a_new_tap_cuts_the_running_pattern_short(config, pair_factory, rgb_fact
     factory, settings = (pair_factory, PAIR) if config == "pair" else (rgb_factory, RGB)
     fb = make(settings, factory, scale=1.0)
     fb.show(outcome(TapKind.CLOCK_IN))
-    wait_for(lambda: factory.pin(GREEN).state)
+    assert wait_for(lambda: factory.pin(GREEN).state)
     fb.show(outcome(TapKind.UNKNOWN))
-    wait_for(lambda: factory.pin(RED).state)
+    assert wait_for(lambda: factory.pin(RED).state)
     green = factory.pin(GREEN).states
     assert [s.state for s in green] == [0, 1, 0]
     # Green went off as soon as the second tap came, not after its 1 s.
@@ -216,7 +215,7 @@ def test_a_new_tap_cuts_the_running_pattern_short(config, pair_factory, rgb_fact
 def test_repeat_does_not_cut_a_running_pattern(pair_factory, make):
     fb = make(PAIR, pair_factory, scale=1.0)
     fb.show(outcome(TapKind.CLOCK_IN))
-    wait_for(lambda: pair_factory.pin(GREEN).state)
+    assert wait_for(lambda: pair_factory.pin(GREEN).state)
     fb.show(outcome(TapKind.REPEAT))
     assert pair_factory.pin(GREEN).state and fb.busy
     fb.close()
@@ -240,7 +239,7 @@ def test_backlog_sign_starts_and_stops_silently_pair(pair_factory, make):
     fb = make(PAIR, pair_factory)  # sign: 2 ms flash every 100 ms
     fb.set_status(Status(Health.BACKLOG, "3 entries waiting"))
     assert fb.wait_idle(5)
-    wait_for(lambda: rises(states(pair_factory, RED)) >= 2)  # it repeats
+    assert wait_for(lambda: rises(states(pair_factory, RED)) >= 2)  # it repeats
     fb.set_status(Status(Health.OK))
     assert fb.wait_idle(5)
     red = states(pair_factory, RED)
@@ -254,7 +253,7 @@ def test_backlog_sign_starts_and_stops_silently_pair(pair_factory, make):
 def test_backlog_sign_is_dim_blue_on_rgb(rgb_factory, make):
     fb = make(RGB, rgb_factory)
     fb.set_status(Status(Health.BACKLOG))
-    wait_for(lambda: rises(states(rgb_factory, BLUE)) >= 2)
+    assert wait_for(lambda: rises(states(rgb_factory, BLUE)) >= 2)
     fb.set_status(Status(Health.OK))
     assert fb.wait_idle(5)
     blue = states(rgb_factory, BLUE)
@@ -266,13 +265,13 @@ def test_backlog_sign_is_dim_blue_on_rgb(rgb_factory, make):
 def test_status_sign_resumes_after_a_tap(pair_factory, make):
     fb = make(PAIR, pair_factory)
     fb.set_status(Status(Health.BACKLOG))
-    wait_for(lambda: rises(states(pair_factory, RED)) >= 1)
+    assert wait_for(lambda: rises(states(pair_factory, RED)) >= 1)
     fb.show(outcome(TapKind.CLOCK_IN))
-    wait_for(lambda: pair_factory.pin(GREEN).state)
+    assert wait_for(lambda: pair_factory.pin(GREEN).state)
     before = rises(states(pair_factory, RED))
     assert not pair_factory.pin(RED).state  # the sign stopped for the pattern
     assert fb.wait_idle(5)
-    wait_for(lambda: rises(states(pair_factory, RED)) > before)  # and came back
+    assert wait_for(lambda: rises(states(pair_factory, RED)) > before)  # and came back
     assert states(pair_factory, GREEN) == pulses(1)
     assert states(pair_factory, BUZZER) == pulses(1)
 
@@ -281,7 +280,7 @@ def test_fault_alerts_once_then_repeats_a_silent_sign_until_cleared(pair_factory
     fb = make(PAIR, pair_factory)  # fault sign: 4 ms on / 16 ms off
     fb.set_status(Status(Health.FAULT, "credentials rejected"))
     assert fb.busy
-    wait_for(lambda: rises(states(pair_factory, RED)) >= 6 + 3)  # alert, then the sign repeats
+    assert wait_for(lambda: rises(states(pair_factory, RED)) >= 6 + 3)  # alert, then the sign repeats
     fb.set_status(Status(Health.OK))
     assert fb.wait_idle(5)
     red = states(pair_factory, RED)
@@ -294,11 +293,11 @@ def test_fault_alerts_once_then_repeats_a_silent_sign_until_cleared(pair_factory
 def test_fault_sign_resumes_after_a_tap_without_beeping_again(rgb_factory, make):
     fb = make(RGB, rgb_factory)
     fb.set_status(Status(Health.FAULT))
-    wait_for(lambda: rises(states(rgb_factory, RED)) >= 7)
+    assert wait_for(lambda: rises(states(rgb_factory, RED)) >= 7)
     fb.show(outcome(TapKind.CLOCK_IN))
     assert fb.wait_idle(5)
     before = rises(states(rgb_factory, RED))
-    wait_for(lambda: rises(states(rgb_factory, RED)) > before)  # the fault sign is back
+    assert wait_for(lambda: rises(states(rgb_factory, RED)) > before)  # the fault sign is back
     assert states(rgb_factory, GREEN) == pulses(1, 1, 0)
     assert states(rgb_factory, BUZZER) == pulses(3 + 1, 0.5, 0)  # alert + the clock-in beep only
 

@@ -126,7 +126,7 @@ def test_dry_run_plans_everything_and_changes_nothing(root):
     for planned in (
         "would copy the repository's files to " + r + "/opt/kiosk",
         f"would run: python3 -m venv {r}/opt/kiosk/.venv",
-        f"would run: {r}/opt/kiosk/.venv/bin/pip install --quiet --disable-pip-version-check {r}/opt/kiosk\\[keyboard\\]",
+        f"would run: {r}/opt/kiosk/.venv/bin/pip install --quiet --disable-pip-version-check {r}/opt/kiosk\\[keyboard\\,display\\]",
         f"would run: ln -sfn /opt/kiosk/.venv/bin/kiosk {r}/usr/local/bin/kiosk",
         f"would run: install -d -m 0750 {r}/etc/kiosk",
         f"would run: install -m 0640 {EXAMPLE} {r}/etc/kiosk/kiosk.toml",
@@ -167,7 +167,8 @@ def real_state() -> list:
             state.append((p, st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns))
         except FileNotFoundError:
             state.append((p, None))
-    for db, name in [("passwd", "kiosk"), ("group", "kiosk"), ("group", "spi"), ("group", "gpio"), ("group", "input")]:
+    for db, name in [("passwd", "kiosk"), ("group", "kiosk"), ("group", "spi"), ("group", "gpio"), ("group", "input"),
+                     ("group", "i2c")]:
         state.append(subprocess.run(["getent", db, name], capture_output=True, text=True).stdout)
     return state
 
@@ -179,7 +180,7 @@ def test_dry_run_against_the_real_system_changes_nothing():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert actions(proc.stdout) == []
     for header in ("== Packages", "== User kiosk", "== Code in /opt/kiosk", "== Configuration in /etc/kiosk",
-                   "== State directory /var/lib/kiosk", "== SPI", "== systemd unit /etc/systemd/system/kiosk.service"):
+                   "== State directory /var/lib/kiosk", "== SPI", "== I2C", "== systemd unit /etc/systemd/system/kiosk.service"):
         assert header in proc.stdout
     assert "systemctl skipped (--no-systemd)" in proc.stdout
     assert "Dry run done: nothing was changed." in proc.stdout

@@ -6,6 +6,7 @@ uinput device and the real evdev.InputDevice path.
 
 from __future__ import annotations
 
+import functools
 import errno
 import logging
 import os
@@ -25,6 +26,10 @@ from kiosk.config import ConfigError, ReaderSettings  # noqa: E402
 from kiosk.readers import keyboard  # noqa: E402
 from kiosk.exc import ReaderUnavailable
 from kiosk.readers.keyboard import KeyboardReader  # noqa: E402
+
+from . import kioskproc
+
+wait_for = functools.partial(kioskproc.wait_for, timeout=5.0, interval=0.002)  # the suite's one helper, polled fast
 
 PATH = "/dev/input/by-id/usb-Fake_RFID_Reader-event-kbd"
 SETTINGS = ReaderSettings(type="keyboard", device=PATH, poll_interval=0.02)
@@ -221,12 +226,6 @@ def run(port):
             r.halt()
 
 
-def wait_for(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.002)
 
 
 # ---------------------------------------------------------------- decoding
@@ -235,7 +234,7 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
 def test_digits_and_enter_make_one_id(port, run):
     dev = port.plug()
     r = run()
-    wait_for(lambda: dev.grabbed)  # typed ids never reach the console
+    assert wait_for(lambda: dev.grabbed)  # typed ids never reach the console
     typist = Typist()
     events = typist.type("32832637", enter=False)
     events += typist.key(KEYS["4"], 1) + typist.key(KEYS["4"], 2) + typist.key(KEYS["4"], 2)  # held: auto-repeat
@@ -303,17 +302,42 @@ def test_a_partial_id_times_out_when_no_key_follows(port, run, caplog):
     r = run(partial_timeout=0.1)
     typist = Typist()
     dev.push(typist.type("12", enter=False))
-    wait_for(lambda: any("discarded a partial badge id" in rec.getMessage() for rec in caplog.records))
+    assert wait_for(lambda: any("discarded a partial badge id" in rec.getMessage() for rec in caplog.records))
     dev.push(typist.type("34"))  # kernel timestamps close to "12": only the idle timeout could drop it
     assert r.next_id() == "34"
 
 
-def test_too_long_without_enter_is_dropped(port, run):
+def test_too_long_is_one_invalid_then_reading_goes_on(port, run):
     dev = port.plug()
     r = run()
     typist = Typist()
     dev.push(typist.type("1" * (keyboard.MAX_ID_LENGTH + 1)) + typist.type("99"))
+    first = r.next_id()
+    assert isinstance(first, readers.Invalid) and "(65 characters)" in first.reason
     assert r.next_id() == "99"
+
+
+def test_the_tail_of_an_over_long_id_is_not_a_badge(port, run):
+    """Issue 7: 100 keys and Enter used to yield the last 35 as an id (here a badge's own spelling)."""
+    dev = port.plug()
+    r = run()
+    typist = Typist()
+    junk = "7" * (keyboard.MAX_ID_LENGTH + 1) + "04A1B2C3"
+    dev.push(typist.type(junk) + typist.type("04D5E6F7A8B9C0"))
+    first = r.next_id()
+    assert isinstance(first, readers.Invalid), first
+    assert f"({len(junk)} characters)" in first.reason and len(first.reason) < 200
+    assert first.shown == "7" * keyboard.SHOW
+    assert r.next_id() == "04D5E6F7A8B9C0"
+    assert r.ids.empty()
+
+
+def test_an_over_long_id_cut_off_by_a_pause_is_dropped_without_a_tap(port, run):
+    dev = port.plug()
+    r = run()
+    typist = Typist()
+    dev.push(typist.type("1" * 80, enter=False) + typist.wait(2.0).type("04A1B2C3"))
+    assert r.next_id() == "04A1B2C3"  # nobody finished typing the long one: no INVALID for it
 
 
 def test_dropped_events_discard_the_partial_id(port, run):
@@ -331,16 +355,16 @@ def test_dropped_events_discard_the_partial_id(port, run):
 def test_unplugged_reader_is_reopened_when_it_returns(port, run):
     first = port.plug()
     r = run()
-    wait_for(lambda: first.grabbed)
+    assert wait_for(lambda: first.grabbed)
     typist = Typist()
     first.push(typist.type("11"))
     assert r.next_id() == "11"
     first.push(typist.type("12", enter=False))  # half a badge, then the cable is pulled
-    wait_for(lambda: not first._events)
+    assert wait_for(lambda: not first._events)
     port.unplug()
     ok, message = r.next_health()
     assert not ok and PATH in message and "disconnected" in message
-    wait_for(lambda: first.closed)
+    assert wait_for(lambda: first.closed)
     assert not first.grabbed
     ok, message = r.next_health()  # retries with backoff find nothing yet
     assert not ok and "not connected" in message
@@ -377,7 +401,7 @@ def test_a_device_grabbed_by_another_program_is_retried(port, run):
     r = run()
     ok, message = r.next_health()
     assert not ok and "cannot grab it exclusively" in message
-    wait_for(lambda: busy.closed)
+    assert wait_for(lambda: busy.closed)
     port.plug()
     assert r.next_health() == (True, "")
 
@@ -394,7 +418,7 @@ def test_a_device_object_is_used_first(port):
 def test_stop_ends_taps_promptly_while_waiting_for_keys(port, run):
     dev = port.plug()
     r = run()
-    wait_for(lambda: dev.grabbed)
+    assert wait_for(lambda: dev.grabbed)
     r.halt()  # joins within 2 s
     assert dev.closed and not dev.grabbed
 
@@ -410,9 +434,9 @@ def test_close_releases_the_device(port):
     dev = port.plug()
     reader = KeyboardReader(SETTINGS, device=port.open)
     r = Running(reader)
-    wait_for(lambda: dev.grabbed)
+    assert wait_for(lambda: dev.grabbed)
     reader.close()  # e.g. the daemon shutting down
-    wait_for(lambda: dev.closed)
+    assert wait_for(lambda: dev.closed)
     r.stop.set()
     r.thread.join(2)
     assert not r.thread.is_alive() and r.error is None

@@ -1,9 +1,10 @@
 """The MFRC522 reader on the real mfrc522 library code, over the fake chip (kiosk.sim.rc522).
 
-Most tests drive ``Mfrc522Reader.step()`` with a fake clock and no-op sleeps,
-advancing the clock by the delay each step asks for: the same schedule as
-``taps()``, deterministic and fast. One test runs ``taps()`` in a thread in
-real time.
+The fake board is the reader's factory (``Mfrc522Reader(settings, factory=hw)``);
+nothing is swapped in ``sys.modules``. Most tests drive ``Mfrc522Reader.step()``
+with a fake clock and no-op sleeps, advancing the clock by the delay each step
+asks for: the same schedule as ``taps()``, deterministic and fast. One test
+runs ``taps()`` in a thread in real time.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kiosk.config import ReaderSettings
 from kiosk.sim import rc522 as fakespi
 from kiosk.readers import mfrc522 as reader_mod
 from kiosk.sim.rc522 import CardState, FakeCard, FakeMfrc522
+from kiosk.exc import Cause
 from kiosk.readers.mfrc522 import BACKOFF_MAX, Mfrc522Reader, ReaderUnavailable
 
 UID4 = "04A1B2C3"
@@ -40,8 +42,7 @@ class FakeClock:
 
 @pytest.fixture
 def hw():
-    with fakespi.installed() as hardware:
-        yield hardware
+    return fakespi.board()
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def make_reader(hw):
 
     def make(**settings) -> Mfrc522Reader:
         clock = FakeClock()
-        reader = Mfrc522Reader(ReaderSettings(**settings), sleep=lambda seconds: None, clock=clock)
+        reader = Mfrc522Reader(ReaderSettings(**settings), factory=hw, sleep=lambda seconds: None, clock=clock)
         reader.clock = clock
         reader.health = []
         reader.on_health = lambda ok, message: reader.health.append((ok, message))
@@ -68,10 +69,11 @@ def run(reader: Mfrc522Reader, seconds: float) -> list[str]:
     end = reader.clock.now + seconds
     ids = []
     while reader.clock.now < end:
-        badge, delay = reader.step()
+        uid, delay = reader.step()
         reader.delays.append(delay)
-        if badge is not None:
-            ids.append(badge)
+        if uid is not None:
+            assert type(uid) is bytes  # the UID, never text to guess at
+            ids.append(uid.hex().upper())
         reader.clock.now += max(delay, 0.001)
     return ids
 
@@ -104,9 +106,7 @@ def test_crc_a_matches_known_vectors(hw, data, crc):
     assert fakespi.crc_a(data) == crc
     assert reader_mod.crc_a(data) == crc  # the reader's own (byte-wise) implementation
     assert fakespi.with_crc(data) == data + bytes((crc & 0xFF, crc >> 8))
-    import mfrc522
-
-    lib = mfrc522.MFRC522(pin_mode=11, pin_rst=25)  # the library's CalulateCRC over the chip's coprocessor
+    lib = hw.mfrc522.MFRC522(pin_mode=11, pin_rst=25)  # the library's CalulateCRC over the chip's coprocessor
     assert lib.CalulateCRC(list(data)) == [crc & 0xFF, crc >> 8]
 
 
@@ -175,9 +175,7 @@ def test_reset_pin_pulse_resets_the_chip(hw):
 
 
 def test_card_follows_iso14443_states(hw):
-    import mfrc522
-
-    lib = mfrc522.MFRC522(pin_mode=11, pin_rst=25)
+    lib = hw.mfrc522.MFRC522(pin_mode=11, pin_rst=25)
     card = hw.chip.place(FakeCard(UID4))
     assert lib.MFRC522_Request(lib.PICC_REQIDL) == (lib.MI_OK, 16)  # REQA -> ATQA (16 bits)
     assert card.state is CardState.READY
@@ -200,20 +198,62 @@ def test_card_follows_iso14443_states(hw):
 
 def test_library_default_reset_pin_is_wrong_in_bcm_mode(hw):
     """Upstream issue #40: with BCM numbering already set, mfrc522 picks GPIO15 (UART RX), not GPIO25."""
-    import mfrc522
-
     hw.gpio.setmode(hw.gpio.BCM)
-    mfrc522.MFRC522()
+    hw.mfrc522.MFRC522()
     assert hw.gpio.is_setup(15) and not hw.gpio.is_setup(25)
 
 
-def test_installer_restores_sys_modules():
-    before = {name: sys.modules.get(name) for name in ("spidev", "RPi", "RPi.GPIO", "mfrc522")}
-    with fakespi.installed():
-        import mfrc522  # noqa: F401
+NAMES = ("spidev", "RPi", "RPi.GPIO", "mfrc522", "mfrc522.MFRC522", "mfrc522.SimpleMFRC522")
 
-        assert isinstance(sys.modules["RPi.GPIO"], fakespi.FakeGPIO)
-    assert {name: sys.modules.get(name) for name in before} == before
+
+def test_the_fake_board_leaves_sys_modules_alone(hw, make_reader):
+    before = {name: sys.modules.get(name) for name in NAMES}
+    reader = make_reader()
+    hw.chip.place(FakeCard(UID4))
+    assert run(reader, 0.15) == [UID4]
+    assert hw.mfrc522.SimpleMFRC522().READER.spi.chip is hw.chip
+    assert {name: sys.modules.get(name) for name in NAMES} == before
+    # The library's module globals are this board's parts, in a copy of its own.
+    assert hw.mfrc522.MFRC522.__init__.__globals__["GPIO"] is hw.gpio
+    assert hw.mfrc522.MFRC522.__init__.__globals__["spidev"] is hw.spidev
+    other = fakespi.board()
+    assert other.mfrc522.MFRC522 is not hw.mfrc522.MFRC522
+    assert other.mfrc522.MFRC522.__init__.__globals__["GPIO"] is other.gpio
+
+
+def test_reading_over_the_fake_board_imports_no_hardware_module():
+    """In a fresh interpreter: a reader over the fake board, a tap, and still none of the Pi modules imported."""
+    code = ("import sys; from kiosk.config import ReaderSettings; from kiosk.sim import rc522; "
+            "from kiosk.readers.mfrc522 import Mfrc522Reader; hw = rc522.board(); "
+            "r = Mfrc522Reader(ReaderSettings(), factory=hw, sleep=lambda s: None); "
+            "hw.chip.place(rc522.FakeCard('12345678')); r.step(); uid, _ = r.step(); r.close(); "
+            "hw.mfrc522.SimpleMFRC522(); "
+            f"print(uid.hex(), sorted(m for m in {NAMES!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["12345678", "[]"]
+
+
+def test_installed_makes_the_board_the_default_factory_for_the_block():
+    assert Mfrc522Reader.default_factory is None
+    with fakespi.installed() as outer:
+        assert Mfrc522Reader.default_factory is outer
+        with fakespi.installed(FakeMfrc522(version=0x88)) as inner:
+            reader = Mfrc522Reader(ReaderSettings(), sleep=lambda seconds: None)  # no factory: the default
+            assert reader.factory is inner and reader.chip.verify()[0] == 0x88
+            reader.close()
+        assert Mfrc522Reader.default_factory is outer
+    assert Mfrc522Reader.default_factory is None
+
+
+def test_taps_are_uid_bytes_even_when_all_digits(hw, make_reader):
+    """Issue 7: the reader handed over "12345678" as text, which the daemon read as a decimal number."""
+    reader = make_reader()
+    hw.chip.place(FakeCard("12345678"))
+    reader.step()  # first step: check the chip
+    uid, _ = reader.step()
+    assert uid == b"\x12\x34\x56\x78"
 
 
 # ---------------------------------------------------------------- reading cards
@@ -245,11 +285,9 @@ def test_simple_mfrc522_truncates_7_byte_uids_to_the_same_number():
     a, b = FakeCard("04D5E6F7A8B9C0"), FakeCard("04D5E6112233C4")
     ids = []
     for card in (a, b):
-        with fakespi.installed() as hw:
-            import mfrc522
-
-            hw.chip.place(card)
-            ids.append(mfrc522.SimpleMFRC522().read_id_no_block())
+        hw = fakespi.board()
+        hw.chip.place(card)
+        ids.append(hw.mfrc522.SimpleMFRC522().read_id_no_block())
     level1 = bytes((0x88, 0x04, 0xD5, 0xE6))
     assert ids[0] == ids[1] == int.from_bytes(level1 + bytes((0x88 ^ 0x04 ^ 0xD5 ^ 0xE6,)), "big")
 
@@ -308,9 +346,7 @@ def test_two_cards_in_the_field_resolve_to_one_whole_uid(hw, make_reader):
 
 
 def test_library_anticollision_fails_on_a_collision(hw):
-    import mfrc522
-
-    lib = mfrc522.MFRC522(pin_mode=11, pin_rst=25)
+    lib = hw.mfrc522.MFRC522(pin_mode=11, pin_rst=25)
     hw.chip.place(FakeCard("04A1B2C3"))
     hw.chip.place(FakeCard("04A1B2C4"))
     assert lib.MFRC522_Request(lib.PICC_REQIDL)[0] == lib.MI_OK  # same ATQA: no collision yet
@@ -363,9 +399,7 @@ def test_idle_poll_costs_few_spi_transfers(hw, make_reader):
     assert fixed <= 15
 
     # The unpatched library: its ToCard wait loop spins 2,000 reads when no card answers.
-    import mfrc522
-
-    lib = mfrc522.MFRC522(pin_mode=11, pin_rst=25)
+    lib = hw.mfrc522.MFRC522(pin_mode=11, pin_rst=25)
     chip.reset_counters()
     assert lib.MFRC522_Request(lib.PICC_REQIDL)[0] == lib.MI_ERR
     assert chip.transfers > 2000
@@ -482,13 +516,13 @@ def test_reader_absent_at_start_is_reported_and_found_later(hw, make_reader):
 
 
 def test_taps_in_real_time(hw):
-    reader = Mfrc522Reader(ReaderSettings(poll_interval=0.01, release_seconds=0.5))
+    reader = Mfrc522Reader(ReaderSettings(poll_interval=0.01, release_seconds=0.5), factory=hw)
     stop = threading.Event()
     out: queue.Queue[str] = queue.Queue()
 
     def consume():
-        for badge in reader.taps(stop):
-            out.put(badge)
+        for uid in reader.taps(stop):
+            out.put(uid.hex().upper() if type(uid) is bytes else uid)
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
@@ -564,21 +598,39 @@ def test_missing_packages_give_a_clear_error(clean_modules, monkeypatch):
 
 
 def test_missing_spi_device_gives_a_clear_error(hw):
-    with pytest.raises(ReaderUnavailable, match=r"/dev/spidev0\.1 not found: enable SPI .*raspi-config"):
-        Mfrc522Reader(ReaderSettings(spi_device=1))
+    with pytest.raises(ReaderUnavailable, match=r"/dev/spidev0\.1 not found: enable SPI .*raspi-config") as info:
+        Mfrc522Reader(ReaderSettings(spi_device=1), factory=hw)
+    assert info.value.cause is Cause.DEVICE_MISSING
+
+
+def test_a_reset_pin_that_cannot_be_set_up_closes_the_spi_device(hw):
+    opened = []
+    spi = hw.spi
+
+    def tracking_spi():
+        dev = spi()
+        opened.append(dev)
+        return dev
+
+    hw.spi = tracking_spi
+    hw.gpio.setmode(hw.gpio.BCM)
+    with pytest.raises(ReaderUnavailable, match="cannot set up the reset pin") as info:
+        Mfrc522Reader(ReaderSettings(reset_pin=40), factory=hw)  # no GPIO40 on a Pi
+    assert info.value.cause is Cause.PIN_SETUP
+    assert len(opened) == 1 and opened[0].chip is None  # opened, then closed again
 
 
 def test_clone_chip_works_and_is_named():
-    with fakespi.installed(FakeMfrc522(version=0x88)) as hw:
-        reader = Mfrc522Reader(ReaderSettings(), sleep=lambda seconds: None)
-        try:
-            hw.chip.place(FakeCard(UID4))
-            badge, _ = reader.step()  # first step: check the chip
-            badge, _ = reader.step()
-            assert badge == UID4
-            assert "FM17522 clone" in reader.health_message
-        finally:
-            reader.close()
+    hw = fakespi.board(FakeMfrc522(version=0x88))
+    reader = Mfrc522Reader(ReaderSettings(), factory=hw, sleep=lambda seconds: None)
+    try:
+        hw.chip.place(FakeCard(UID4))
+        badge, _ = reader.step()  # first step: check the chip
+        badge, _ = reader.step()
+        assert badge == bytes.fromhex(UID4)
+        assert "FM17522 clone" in reader.health_message
+    finally:
+        reader.close()
 
 
 def test_board_numbering_set_elsewhere_is_followed(hw, make_reader):
@@ -608,3 +660,13 @@ def test_library_log_handlers_do_not_pile_up(hw, make_reader):
     make_reader()
     make_reader()
     assert logging.getLogger("mfrc522Logger").handlers == handlers
+
+
+def test_docstring_examples():
+    import doctest
+
+    import kiosk.readers
+    import kiosk.readers.mfrc522_chip
+
+    for module in (kiosk.readers, reader_mod, kiosk.readers.mfrc522_chip, fakespi):
+        assert doctest.testmod(module).failed == 0, module.__name__

@@ -40,8 +40,8 @@ MAX_EXPOSURE = 2.0
 # What systemd-analyze security reports as not set, and why that is right here.
 ACCEPTED_GAPS = {
     "PrivateDevices=": "would hide /dev/spidev* and the GPIO devices; DevicePolicy=closed + DeviceAllow= instead",
-    "DeviceAllow=": "the reader (spi, input) and GPIO (gpiochip, gpiomem) devices are the job",
-    "SupplementaryGroups=": "spi, gpio and input own those devices",
+    "DeviceAllow=": "the reader (spi, input), GPIO (gpiochip, gpiomem) and display (i2c, spi) devices are the job",
+    "SupplementaryGroups=": "spi, gpio, input and i2c own those devices",
     "PrivateNetwork=": "TimeTrack is a remote HTTPS API",
     "IPAddressDeny=": "the API host is configurable (any address)",
     "RestrictAddressFamilies=~AF_(INET|INET6)": "TimeTrack is a remote HTTPS API",
@@ -140,7 +140,7 @@ def test_paths_agree_with_the_config_module(svc):
 def test_runs_as_the_kiosk_user_with_the_device_groups(svc):
     assert one(svc, "User") == "kiosk"
     assert one(svc, "Group") == "kiosk"
-    assert set(one(svc, "SupplementaryGroups").split()) == {"spi", "gpio", "input"}
+    assert set(one(svc, "SupplementaryGroups").split()) == {"spi", "gpio", "input", "i2c"}
     assert "DynamicUser" not in svc
 
 
@@ -171,7 +171,8 @@ def test_devices_closed_but_reader_and_gpio_allowed(svc):
     assert "PrivateDevices" not in svc, "PrivateDevices=yes would hide /dev/spidev* and the GPIO devices"
     assert one(svc, "DevicePolicy") == "closed"
     allowed = dict(v.split() for v in svc["DeviceAllow"])
-    assert allowed == {"char-spi": "rw", "char-gpiochip": "rw", "char-*gpiomem*": "rw", "char-input": "r"}
+    assert allowed == {"char-spi": "rw", "char-gpiochip": "rw", "char-*gpiomem*": "rw", "char-input": "r",
+                       "char-i2c": "rw"}
 
 
 def test_installs_into_multi_user(unit):

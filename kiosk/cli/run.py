@@ -59,7 +59,7 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @json_option
 @click.option("--only", multiple=True, metavar="CHECK",
-              help="Run only these checks (config, spi, reader, gpio, clock, api, state, store, secret).")
+              help="Run only these checks (config, spi, reader, gpio, display, clock, api, state, store, secret).")
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool, only: tuple[str, ...]) -> None:
     """Check SPI, the reader, GPIO, the clock, the API and the state dir; print a fix for each problem."""

@@ -15,12 +15,17 @@ from kiosk.cli import CliError, handle_errors, main
               help="Seconds before a second tap clocks out (the production default is 60).")
 @click.option("--debounce", default=1.0, show_default=True, type=float,
               help="Seconds in which the same badge again is ignored (the production default is 3).")
+@click.option("--display-png", "display_png", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also draw the door display: each picture as a numbered PNG in DIR (needs kiosk[display]).")
+@click.option("--display", "display_window", is_flag=True,
+              help="Also show the door display in a window (needs kiosk[display,emulator] and a desktop).")
 @handle_errors
-def demo(min_session: float, debounce: float) -> None:
+def demo(min_session: float, debounce: float, display_png: str | None, display_window: bool) -> None:
     """Try the kiosk with no hardware and no config: type badge ids, watch entries arrive."""
     from kiosk.demo import run_demo
 
-    sys.exit(run_demo(min_session_seconds=min_session, debounce_seconds=debounce))
+    sys.exit(run_demo(min_session_seconds=min_session, debounce_seconds=debounce, display_png=display_png,
+                      display_window=display_window))
 
 
 @main.command()

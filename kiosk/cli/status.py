@@ -49,6 +49,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     reader = summary["reader"]
     if reader:
         click.echo(f"reader:         {'ok' if reader.get('ok') else 'DOWN: ' + cell(reader.get('message', ''), 200)}")
+    shown = summary.get("feedback")
+    if shown:
+        click.echo(f"feedback:       {'ok' if shown.get('ok') else 'FAILING: ' + cell(shown.get('message', ''), 200)}")
     clock = summary["clock"]
     held = f"; {clock['held']} entries wait for a trusted clock" if clock["held"] else ""
     click.echo(f"clock:          {'trusted' if clock['trusted'] else 'NOT trusted'} ({cell(clock['source'])}): "

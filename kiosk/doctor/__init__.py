@@ -8,6 +8,7 @@ Checks (names as used by ``only=`` and in the output):
   keyboard reader's device exists and is readable; stdin: nothing to check.
 - ``gpio``: GPIO device nodes exist and are accessible, and the configured LEDs and
   buzzer can be set up with gpiozero's default pin factory (feedback.type = "gpio").
+- ``display``: the door display's packages, fonts and device answer (when one is configured).
 - ``clock``: which source vouches for the clock (the kernel's NTP state, ``clock.sync_file``,
   or TimeTrack's Date header), the measured skew, and how many entries wait for a trusted clock.
 - ``api``: TimeTrack is reachable and accepts the credentials (a harmless authenticated GET).
@@ -43,7 +44,7 @@ from kiosk.exc import ConfigError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
-CHECKS = ("config", "spi", "reader", "gpio", "clock", "api", "state", "store", "secret")
+CHECKS = ("config", "spi", "reader", "gpio", "display", "clock", "api", "state", "store", "secret")
 
 DEV_DIR = "/dev"  # tests point this at a temporary directory
 PING_TIMEOUT_MAX = 10.0  # seconds: the doctor never waits longer than this for one answer
@@ -184,13 +185,14 @@ def check_config(settings: Settings | None, config_error: BaseException | None =
 
 
 from kiosk.doctor.files import check_secret, check_state, check_store  # noqa: E402 - they need the above
-from kiosk.doctor.hardware import check_gpio, check_reader, check_spi  # noqa: E402
+from kiosk.doctor.hardware import check_display, check_gpio, check_reader, check_spi  # noqa: E402
 from kiosk.doctor.service import check_api, check_clock  # noqa: E402
 
 _CHECK_FUNCS: dict[str, Callable[[Settings | None], Check]] = {
     "spi": check_spi,
     "reader": check_reader,
     "gpio": check_gpio,
+    "display": check_display,
     "clock": check_clock,
     "api": check_api,
     "state": check_state,

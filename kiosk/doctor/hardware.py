@@ -200,3 +200,16 @@ def _feedback_parts(feedback) -> str:
         parts.append(f"{feedback.buzzer} buzzer GPIO{feedback.buzzer_pin}")
     return ", ".join(parts) or "no LEDs, no buzzer"
 
+
+
+# ---------------------------------------------------------------- display
+
+
+def check_display(settings: Settings | None) -> Check:
+    """The door display (kiosk.feedback.display_check does the looking; it needs no Pillow to say Pillow is missing)."""
+    if settings is None:
+        return _needs_config("display")
+    from kiosk import doctor
+    from kiosk.feedback.display_check import check_display as look
+
+    return Check(*look(settings, dev_dir=doctor.DEV_DIR))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO
 
 from kiosk.feedback import Feedback, Health, Status
@@ -57,6 +57,17 @@ def describe(outcome: TapOutcome) -> str:
 
 
 class ConsoleFeedback(Feedback):
+    """One line per outcome on ``stream`` (stdout), coloured on a terminal; STATUS lines when the condition changes.
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> ConsoleFeedback(out, colour=False).show(TapOutcome(TapKind.UNKNOWN, "04A1B2C3", datetime.now(UTC)))
+        >>> out.getvalue()
+        'UNKNOWN 04A1B2C3\\n'
+    """
+
+    name = "console"
+
     def __init__(self, stream: IO[str] | None = None, *, colour: bool | None = None):
         self.stream = stream if stream is not None else sys.stdout
         self.colour = self.stream.isatty() if colour is None else colour
@@ -74,8 +85,8 @@ class ConsoleFeedback(Feedback):
         self._write(describe(outcome), _COLOURS.get(outcome.kind, ""))
 
     def set_status(self, status: Status) -> None:
-        if status == self._status:
-            return
+        if (status.health, status.message) == (self._status.health, self._status.message):
+            return  # a new queue count alone is not worth a line
         self._status = status
         if status.health is Health.OK:
             self._write("STATUS ok", "2")

@@ -13,6 +13,14 @@ within ``partial_timeout`` (1 s), so a half-read badge never glues onto the next
 one. The reader yields the text as typed: the daemon parses it with
 :func:`kiosk.badges.parse` (``[badges] decimal_byte_order`` applies there).
 
+Bounded input, as with the stdin reader: an id that grows past
+:data:`MAX_ID_LENGTH` characters is not kept; the keys up to its Enter are
+counted and dropped, and the Enter yields exactly one
+:class:`~kiosk.readers.Invalid` (one ``INVALID`` tap, the first characters
+shown). A partial id that is cut off (no key within ``partial_timeout``, or the
+kernel dropped events) is discarded with a log line and no tap: nobody finished
+typing it.
+
 When the device disappears (unplugged, USB reset) the reader reports itself
 unhealthy and reopens the path with backoff until it is back. Needs read access
 to the device: run the kiosk as a member of group ``input``.
@@ -30,11 +38,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from kiosk.exc import Cause, ReaderUnavailable
-from kiosk.readers import Reader
+from kiosk.readers import Invalid, Reader
+from kiosk.text import escape
 
 log = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 64  # longer input without Enter is not a badge: dropped
+MAX_ID_LENGTH = 64  # characters (kiosk.badges.MAX_INPUT); a longer id is one Invalid at its Enter
+SHOW = 24  # characters of an over-long id shown
 
 
 def _import_evdev():
@@ -75,21 +85,24 @@ class _Decoder:
         self.keys, self.enter, self.shift_keys = _keymap()
         self.timeout = partial_timeout
         self.chars: list[str] = []
+        self.overlong: tuple[str, int] | None = None  # (first characters, count) of an id past MAX_ID_LENGTH
         self.shift: set[int] = set()
         self.last_stamp: float | None = None  # kernel timestamp of the last key
         self.last_seen = 0.0  # monotonic time the last key was handled
 
     def discard(self, why: str) -> None:
-        if self.chars:
-            log.info("discarded a partial badge id (%d characters): %s", len(self.chars), why)
+        if self.chars or self.overlong:
+            count = self.overlong[1] if self.overlong else len(self.chars)
+            log.info("discarded a partial badge id (%d characters): %s", count, why)
         self.chars.clear()
+        self.overlong = None
 
     def expire(self, now: float) -> None:
         """Called when no events are pending: drop a partial id that has waited too long."""
-        if self.chars and now - self.last_seen >= self.timeout:
+        if (self.chars or self.overlong) and now - self.last_seen >= self.timeout:
             self.discard(f"no key for {self.timeout:g} s")
 
-    def feed(self, event, now: float) -> str | None:
+    def feed(self, event, now: float) -> str | Invalid | None:
         if event.type == self.EV_SYN and event.code == self.SYN_DROPPED:
             # The kernel's buffer overflowed: keys were lost, the id cannot be trusted.
             self.discard("input events were dropped")
@@ -107,32 +120,54 @@ class _Decoder:
         if value != 1:  # 0: key up, 2: auto-repeat
             return None
         stamp = event.timestamp()
-        if self.chars and self.last_stamp is not None and stamp - self.last_stamp > self.timeout:
+        if (self.chars or self.overlong) and self.last_stamp is not None and stamp - self.last_stamp > self.timeout:
             self.discard(f"{stamp - self.last_stamp:.1f} s between two keys")
         self.last_stamp, self.last_seen = stamp, now
         if code in self.enter:
-            text = "".join(self.chars)
-            self.chars.clear()
-            return text or None
+            return self._enter()
         chars = self.keys.get(code)
         if chars is None:
             log.debug("ignored key code %d", code)
             return None
-        self.chars.append(chars[1] if self.shift else chars[0])
-        if len(self.chars) > MAX_ID_LENGTH:
-            self.discard(f"more than {MAX_ID_LENGTH} characters without Enter (is this a real keyboard?)")
+        char = chars[1] if self.shift else chars[0]
+        if self.overlong is not None:
+            self.overlong = (self.overlong[0], self.overlong[1] + 1)
+        elif len(self.chars) >= MAX_ID_LENGTH:  # not a badge id: count the rest, keep nothing
+            self.overlong = ("".join(self.chars[:SHOW]), len(self.chars) + 1)
+            self.chars.clear()
+        else:
+            self.chars.append(char)
         return None
+
+    def _enter(self) -> str | Invalid | None:
+        if self.overlong is not None:
+            head, count = self.overlong
+            self.overlong = None
+            shown = escape(head)
+            return Invalid(shown, f"'{shown}…' ({count} characters): an id over {MAX_ID_LENGTH} characters "
+                                  "is not a badge id; discarded")
+        text = "".join(self.chars)
+        self.chars.clear()
+        return text or None
 
 
 class KeyboardReader(Reader):
     """Badge ids typed by a USB keyboard-wedge reader on ``settings.device``.
 
-    ``badge_settings`` is accepted for symmetry with the other readers; ids are
-    yielded as typed and parsed by the daemon. ``device`` replaces opening
-    ``settings.device`` with evdev: either a device object (used for the first
-    connection; reconnects open ``settings.device``) or a callable returning a
-    new one on each (re)connect. A device needs ``fd``, ``read()``, ``grab()``,
-    ``ungrab()``, ``close()`` and ``capabilities()`` as evdev's InputDevice has.
+    Ids are yielded as typed and parsed by the daemon. ``device`` replaces
+    opening ``settings.device`` with evdev: either a device object (used for
+    the first connection; reconnects open ``settings.device``) or a callable
+    returning a new one on each (re)connect. A device needs ``fd``, ``read()``,
+    ``grab()``, ``ungrab()``, ``close()`` and ``capabilities()`` as evdev's
+    InputDevice has::
+
+        reader = KeyboardReader(ReaderSettings(type="keyboard",
+                                               device="/dev/input/by-id/usb-RFID_Reader-event-kbd"))
+        reader.on_health = lambda ok, message: print("reader", "ok" if ok else message)
+        stop = threading.Event()
+        for tap in reader.taps(stop):     # "3283263748" as typed, or a readers.Invalid
+            print(badges.parse(tap) if isinstance(tap, str) else tap.reason)
+        reader.close()
     """
 
     name = "keyboard"
@@ -140,7 +175,6 @@ class KeyboardReader(Reader):
     def __init__(
         self,
         settings,
-        badge_settings=None,
         *,
         device: Any = None,
         partial_timeout: float = 1.0,
@@ -157,7 +191,6 @@ class KeyboardReader(Reader):
                 None, "reader.device",
                 'required for reader.type = "keyboard": the reader\'s /dev/input/by-id/...-event-kbd path',
             )
-        self.badge_settings = badge_settings
         self.partial_timeout = partial_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = max(backoff_max, backoff_initial)
@@ -170,7 +203,11 @@ class KeyboardReader(Reader):
 
     # -------------------------------------------------------- public
 
-    def taps(self, stop: threading.Event) -> Iterator[str]:
+    def taps(self, stop: threading.Event) -> Iterator[str | Invalid]:
+        """Each id as typed (text for the daemon to parse), or one Invalid for an over-long one, until ``stop``.
+
+        Reconnects with backoff while the device is gone; health goes to ``on_health``.
+        """
         delay = self.backoff_initial
         while not stop.is_set() and not self._closed:
             dev = self._connect()
@@ -253,7 +290,7 @@ class KeyboardReader(Reader):
         if e.KEY_ENTER not in keys and e.KEY_KPENTER not in keys:
             log.warning("%s has no Enter key: is reader.device the reader's -event-kbd device?", self._where(dev))
 
-    def _ids(self, dev: Any, stop: threading.Event) -> Iterator[str]:
+    def _ids(self, dev: Any, stop: threading.Event) -> Iterator[str | Invalid]:
         decoder = _Decoder(self.partial_timeout)
         while not stop.is_set():
             try:

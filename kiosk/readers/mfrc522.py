@@ -1,26 +1,29 @@
 """RC522 (NXP MFRC522) RFID reader on SPI: ``[reader] type = "mfrc522"``.
 
-Built on the ``mfrc522`` library (0.0.7) for register access and chip set-up,
-with its defects worked around (see the design notes):
+Built on the ``mfrc522`` library (0.0.7), through the driver in
+:mod:`kiosk.readers.mfrc522_chip` (which works around the library's defects):
 
-- ``mfrc522`` imports ``RPi.GPIO`` at import time, which raises off a Pi: it
-  is imported here only when a reader is built, and the failure becomes a
-  :class:`ReaderUnavailable` that says what to do.
-- ``MFRC522_ToCard``'s wait loop never ends early (``~(n & 0x01)`` is always
-  true): with no card, each poll costs about 2,000 SPI transfers. The driver
-  below replaces it: the chip's own timer (TAuto, 2 ms) is the timeout, and the
-  host sleeps that long and then reads ComIrqReg once (a few times at most).
-  An idle poll is 7 SPI transfers.
+- The parts come from a factory, as gpiozero's devices get their pins from a
+  pin factory: ``Mfrc522Reader(settings, factory=...)``, or
+  :attr:`Mfrc522Reader.default_factory` (like ``Device.pin_factory``), or else
+  a new :class:`PiFactory`. A factory hands over the ``mfrc522`` package, the
+  ``RPi.GPIO`` module and new SPI devices; :class:`kiosk.sim.rc522.FakeHardware`
+  is the simulated one. The reader opens the SPI device it is given itself
+  (the library's constructor would open its own ``spidev.SpiDev``), so nothing
+  here reaches for a module by name.
+- ``mfrc522`` imports ``RPi.GPIO`` at import time, which raises off a Pi:
+  :class:`PiFactory` imports it only when a reader is built, and the failure
+  becomes a :class:`ReaderUnavailable` that says what to do.
 - ``SimpleMFRC522`` reads only cascade level 1 and keeps the BCC byte, so a
   7-byte UID comes back as 0x88 + 3 bytes. Here each poll runs WUPA, then
   anticollision (bit-oriented, so two cards in the field resolve to one) and
   SELECT at each cascade level until the SAK says the UID is complete, checks
-  BCC and CRC_A, and ends with HLTA. The id is the UID bytes in uppercase hex.
-- The reset pin is always passed (BCM ``reader.reset_pin``; the library's
-  guess is wrong in BCM mode, upstream issue #40). If something already set
-  BOARD numbering, the pin is translated.
-- ``Close_MFRC522`` would ``GPIO.cleanup()`` every pin of the process (the
-  feedback LEDs too): :meth:`Mfrc522Reader.close` frees only the reset pin.
+  BCC and CRC_A, and ends with HLTA. A tap is the UID ``bytes`` (4, 7 or 10),
+  never text: :func:`kiosk.badges.from_bytes` makes the canonical id, so a
+  UID such as ``12345678`` cannot be mistaken for a decimal number.
+- The reset pin is always passed (BCM ``reader.reset_pin``). If something
+  already set BOARD numbering, the pin is translated.
+- :meth:`Mfrc522Reader.close` frees only the reset pin, not every pin of the process.
 
 One tap, one event: a card that stays in the field is read once; it can tap
 again after it has been unseen for ``reader.release_seconds`` (a card at the
@@ -40,56 +43,24 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol
 
-from kiosk.exc import Cause, HardwareError, ReaderUnavailable
+from kiosk.exc import Cause, ReaderUnavailable
 from kiosk.readers import Reader
+from kiosk.readers.mfrc522_chip import (  # noqa: F401  (TIMEOUT_SECONDS, VERSIONS, crc_a: part of this module's API)
+    CASCADE_TAG, COLL_ERR, FATAL_ERRORS, SAK_UID_INCOMPLETE, SEL_CODES, TIMEOUT_SECONDS, VERSIONS, WUPA,
+    ChipError, crc_a, driver_class, with_crc,
+)
 
 log = logging.getLogger("kiosk.reader")
 
-# Registers (MFRC522 datasheet section 9)
-CommandReg, ComIEnReg, ComIrqReg, DivIrqReg, ErrorReg = 0x01, 0x02, 0x04, 0x05, 0x06
-FIFODataReg, FIFOLevelReg, ControlReg, BitFramingReg, CollReg = 0x09, 0x0A, 0x0C, 0x0D, 0x0E
-ModeReg, TxModeReg, RxModeReg, TxControlReg, TxASKReg = 0x11, 0x12, 0x13, 0x14, 0x15
-TModeReg, TPrescalerReg, TReloadRegH, TReloadRegL, VersionReg = 0x2A, 0x2B, 0x2C, 0x2D, 0x37
-
-PCD_IDLE, PCD_TRANSCEIVE, PCD_AUTHENT = 0x00, 0x0C, 0x0E
-RX_IRQ, IDLE_IRQ, ERR_IRQ, TIMER_IRQ = 0x20, 0x10, 0x02, 0x01
-COLL_ERR = 0x08
-FATAL_ERRORS = 0x13  # BufferOvfl | ParityErr | ProtocolErr: the frame is garbage
-
-# ISO/IEC 14443-3
-WUPA = 0x52
-SEL_CODES = (0x93, 0x95, 0x97)
-CASCADE_TAG = 0x88
-SAK_UID_INCOMPLETE = 0x04
-
-# Timer: TAuto, prescaler 169 -> (2*169+1)/13.56 MHz = 25 us per tick, 80 ticks = 2 ms. Layer-3
-# answers (ATQA, UID, SAK) start about 90 us after the reader's frame, so 2 ms is ample.
-TIMER_PRESCALER = 169
-TIMER_RELOAD = 79
-TIMEOUT_SECONDS = (2 * TIMER_PRESCALER + 1) * (TIMER_RELOAD + 1) / 13_560_000
-EXPECTED = {  # registers the reader relies on, checked after init and every CHECK_INTERVAL
-    TModeReg: 0x80 | (TIMER_PRESCALER >> 8),
-    TPrescalerReg: TIMER_PRESCALER & 0xFF,
-    TReloadRegL: TIMER_RELOAD & 0xFF,
-    TxASKReg: 0x40,  # 100 % ASK (the library's "TxAutoReg")
-    ModeReg: 0x3D,  # CRC preset 0x6363
-}
-FIRST_WAIT = TIMEOUT_SECONDS + 0.0005  # sleep before the first ComIrqReg read of a frame
-RETRY_WAIT = 0.001
-IRQ_READS = 4  # ComIrqReg reads per frame before the chip counts as not answering
 MAX_ERRORS = 3  # failed polls in a row (each followed by a re-init) before the reader counts as down
-
 MIN_INTERVAL = 0.01  # reader.poll_interval below this would make a busy loop
 CHECK_INTERVAL = 2.0  # seconds between VersionReg/antenna checks while polling
 BACKOFF_INITIAL = 0.25
 BACKOFF_MAX = 2.0
-RESET_PULSE = 0.001
-RESET_SETTLE = 0.05  # oscillator start-up after the reset pin goes high
-
-VERSIONS = {0x88: "FM17522 clone", 0x89: "FM17522E clone", 0x90: "v0.0", 0x91: "v1.0", 0x92: "v2.0",
-            0x12: "counterfeit", 0xB2: "FM17522 clone"}
+SPI_SPEED_HZ = 1_000_000  # the library's default
 
 # Physical header pin of each BCM GPIO on the 40-pin header.
 BCM_TO_BOARD = {
@@ -99,46 +70,61 @@ BCM_TO_BOARD = {
 }
 
 
-class ChipError(HardwareError):
-    """The chip did not behave like a working MFRC522 (unplugged, reset, wedged)."""
-
-    def __init__(self, message: str):
-        super().__init__(message, Cause.NOT_ANSWERING)
+# ---------------------------------------------------------------- where the parts come from
 
 
-def crc_a(data) -> int:
-    """CRC_A of ISO/IEC 14443-3 (Annex B byte-wise algorithm), preset 0x6363."""
-    crc = 0x6363
-    for byte in data:
-        byte = (byte ^ crc) & 0xFF
-        byte = (byte ^ (byte << 4)) & 0xFF
-        crc = (crc >> 8) ^ (byte << 8) ^ (byte << 3) ^ (byte >> 4)
-    return crc
+class Factory(Protocol):
+    """What the driver needs from the machine (gpiozero's pin factories are the model).
+
+    ``mfrc522``: the mfrc522 package (its ``MFRC522`` class is subclassed);
+    ``gpio``: the ``RPi.GPIO`` module or one with its API (the reset pin);
+    ``spi()``: a new, unopened ``spidev.SpiDev`` or one with its API.
+    Accessing ``mfrc522`` or ``gpio`` may raise :class:`ReaderUnavailable`.
+    """
+
+    @property
+    def mfrc522(self) -> ModuleType: ...
+
+    @property
+    def gpio(self) -> Any: ...
+
+    def spi(self) -> Any: ...
 
 
-def with_crc(data) -> list[int]:
-    crc = crc_a(data)
-    return [*data, crc & 0xFF, crc >> 8]
+class PiFactory:
+    """The real parts: ``mfrc522``, ``RPi.GPIO`` (rpi-lgpio on a Pi 5) and ``spidev``, imported on first use.
+
+        >>> factory = PiFactory()            # imports nothing yet
+        >>> factory.gpio                     # doctest: +SKIP
+        <module 'RPi.GPIO' ...>
+    """
+
+    def __init__(self) -> None:
+        self._parts: tuple[ModuleType, ModuleType, ModuleType] | None = None
+
+    def _load(self) -> tuple[ModuleType, ModuleType, ModuleType]:
+        if self._parts is None:
+            self._parts = _import_library()
+        return self._parts
+
+    @property
+    def mfrc522(self) -> ModuleType:
+        return self._load()[0]
+
+    @property
+    def gpio(self) -> ModuleType:
+        return self._load()[1]
+
+    def spi(self) -> Any:
+        return self._load()[2].SpiDev()
 
 
-@dataclass(frozen=True)
-class Frame:
-    """What the chip received after a Transceive."""
-
-    data: bytes  # FIFO bytes; with rx_align, the low rx_align bits of data[0] are not received bits
-    bits: int  # received bits (without the rx_align offset)
-    errors: int  # ErrorReg
-    collision: int | None  # CollPos (1..32, counted from FIFO bit 0 including rx_align), if a collision
-
-
-# ---------------------------------------------------------------- the library, lazily
-
-
-def _import_library():
-    """Import mfrc522 and RPi.GPIO, or explain why they cannot work here."""
+def _import_library() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import mfrc522, RPi.GPIO and spidev, or explain why they cannot work here."""
     try:
         lib = importlib.import_module("mfrc522")
         gpio = importlib.import_module("RPi.GPIO")
+        spidev = importlib.import_module("spidev")
     except RuntimeError as exc:  # RPi.GPIO off a Pi: "This module can only be run on a Raspberry Pi!"
         raise ReaderUnavailable(
             'reader.type = "mfrc522" needs a Raspberry Pi: importing the mfrc522 library failed '
@@ -150,194 +136,39 @@ def _import_library():
             'reader.type = "mfrc522" needs the mfrc522, spidev and RPi.GPIO packages (on a Raspberry Pi 5: '
             f"rpi-lgpio in place of RPi.GPIO) in the kiosk's venv: {exc}", Cause.MISSING_PACKAGE
         ) from exc
-    return lib, gpio
-
-
-def _driver_class(base: type) -> type:
-    """A subclass of the library's ``MFRC522`` (imported just now) with a working transceive."""
-
-    class Driver(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *, bus: int, device: int, pin_mode: int, pin_rst: int, gpio,
-                     sleep: Callable[[float], None]) -> None:
-            self._gpio, self._pin_rst, self._pin_mode, self._sleep = gpio, pin_rst, pin_mode, sleep
-            self.spi = None
-            lib_log = logging.getLogger("mfrc522Logger")
-            handlers = list(lib_log.handlers)
-            try:
-                super().__init__(bus=bus, device=device, pin_mode=pin_mode, pin_rst=pin_rst)
-            except BaseException:
-                if self.spi is not None:
-                    self.spi.close()
-                raise
-            finally:
-                for handler in lib_log.handlers[:]:  # it adds a StreamHandler per instance
-                    if handler not in handlers:
-                        lib_log.removeHandler(handler)
-
-        # -- register access in bursts (datasheet 8.1.2: one transfer, many bytes)
-
-        def read_registers(self, *addrs: int) -> list[int]:
-            out = self.spi.xfer2([((a << 1) & 0x7E) | 0x80 for a in addrs] + [0])
-            return list(out[1:])
-
-        def write_fifo(self, data) -> None:
-            self.spi.xfer2([(FIFODataReg << 1) & 0x7E, *data])
-
-        def read_fifo(self, count: int) -> list[int]:
-            return self.read_registers(*([FIFODataReg] * count)) if count else []
-
-        # -- set-up
-
-        def MFRC522_Init(self) -> None:
-            super().MFRC522_Init()  # soft reset, timer, 100 % ASK, CRC preset 0x6363, antenna on
-            write = self.Write_MFRC522
-            write(TModeReg, EXPECTED[TModeReg])
-            write(TPrescalerReg, EXPECTED[TPrescalerReg])
-            write(TReloadRegH, TIMER_RELOAD >> 8)
-            write(TReloadRegL, TIMER_RELOAD & 0xFF)
-            write(CollReg, 0x00)  # ValuesAfterColl = 0: bits after a collision read as 0
-            write(ComIEnReg, 0x80)
-
-        def verify(self) -> tuple[int, str | None]:
-            """(VersionReg, problem or None): is this a set-up MFRC522 with its antenna on?"""
-            addrs = (VersionReg, TxControlReg, *EXPECTED)
-            values = dict(zip(addrs, self.read_registers(*addrs)))
-            version = values[VersionReg]
-            if version in (0x00, 0xFF):
-                return version, f"VersionReg reads 0x{version:02X}"
-            wrong = [f"0x{addr:02X}=0x{values[addr]:02X}" for addr, want in EXPECTED.items() if values[addr] != want]
-            if values[TxControlReg] & 0x03 != 0x03:
-                wrong.append("antenna off")
-            if wrong:
-                return version, f"chip lost its settings ({', '.join(wrong)})"
-            return version, None
-
-        def hard_reset(self) -> None:
-            """Pulse NRSTPD low then high: a full reset even of a wedged chip.
-
-            The pin is set up again first: another part of the process may have
-            called ``GPIO.cleanup()``, which frees every pin and the numbering mode.
-            """
-            gpio = self._gpio
-            if gpio.getmode() is None:
-                gpio.setmode(self._pin_mode)
-            gpio.setup(self._pin_rst, gpio.OUT, initial=gpio.HIGH)
-            gpio.output(self._pin_rst, 0)
-            self._sleep(RESET_PULSE)
-            self._gpio.output(self._pin_rst, 1)
-            self._sleep(RESET_SETTLE)
-
-        def close_device(self) -> None:
-            """Antenna off (a stopped kiosk radiates nothing), close SPI, free only the reset pin."""
-            spi, self.spi = self.spi, None
-            if spi is None:
-                return
-            try:
-                value = spi.xfer2([((TxControlReg << 1) & 0x7E) | 0x80, 0])[1]
-                spi.xfer2([(TxControlReg << 1) & 0x7E, value & ~0x03 & 0xFF])
-            except OSError:
-                pass
-            finally:
-                spi.close()
-                try:
-                    self._gpio.cleanup(self._pin_rst)
-                except Exception:  # already freed elsewhere: nothing to do
-                    pass
-
-        # -- frames
-
-        def _wait_irq(self, mask: int, sent_bytes: int = 1) -> int | None:
-            """ComIrqReg once one of ``mask`` is set; None if it never is within a few reads.
-
-            The first read comes when the chip's timer has surely run out: the frame's
-            time on air (9 bit times a byte at 106 kbit/s), the timeout, a margin.
-            """
-            self._sleep(sent_bytes * 9 / 106_000 + FIRST_WAIT)
-            value = 0
-            for attempt in range(IRQ_READS):
-                value = self.Read_MFRC522(ComIrqReg)
-                if value == 0xFF:
-                    raise ChipError("ComIrqReg reads 0xFF")
-                if value & mask:
-                    return value
-                if attempt < IRQ_READS - 1:
-                    self._sleep(RETRY_WAIT)
-            self._last_irq = value
-            return None
-
-        def transceive(self, data, *, tx_last_bits: int = 0, rx_align: int = 0) -> Frame | None:
-            """Send ``data`` (last byte: ``tx_last_bits`` bits, 0 = 8) and receive; None if no card answered."""
-            write = self.Write_MFRC522
-            write(CommandReg, PCD_IDLE)
-            write(ComIrqReg, 0x7F)  # clear every interrupt bit (Set1 = 0)
-            write(FIFOLevelReg, 0x80)  # flush
-            self.write_fifo(data)
-            write(CommandReg, PCD_TRANSCEIVE)
-            write(BitFramingReg, 0x80 | (rx_align << 4) | tx_last_bits)  # StartSend
-            irq = self._wait_irq(RX_IRQ | TIMER_IRQ, len(data))
-            if irq is None:
-                log.debug("no interrupt after a frame: ComIrqReg=0x%02X", self._last_irq)
-                raise ChipError("no interrupt from the chip after a frame")
-            if not irq & RX_IRQ:
-                return None
-            errors, level, control, coll = self.read_registers(ErrorReg, FIFOLevelReg, ControlReg, CollReg)
-            if level > 64:
-                raise ChipError(f"FIFOLevelReg reads {level}")
-            received = bytes(self.read_fifo(level))
-            last_bits = control & 0x07
-            bits = (level * 8 if not last_bits else (level - 1) * 8 + last_bits) - rx_align
-            collision = ((coll & 0x1F) or 32) if errors & COLL_ERR and not coll & 0x20 else None
-            return Frame(received, bits, errors, collision)
-
-        def MFRC522_ToCard(self, command, sendData):
-            """The library's ToCard with a wait loop that ends (for the library's own methods)."""
-            irq_en, wait_irq = {PCD_AUTHENT: (0x12, IDLE_IRQ), PCD_TRANSCEIVE: (0x77, RX_IRQ | IDLE_IRQ)}.get(
-                command, (0x00, 0x00))
-            write = self.Write_MFRC522
-            write(ComIEnReg, irq_en | 0x80)
-            write(ComIrqReg, 0x7F)
-            write(FIFOLevelReg, 0x80)
-            write(CommandReg, PCD_IDLE)
-            self.write_fifo(list(sendData))
-            write(CommandReg, command)
-            if command == PCD_TRANSCEIVE:
-                self.SetBitMask(BitFramingReg, 0x80)
-            try:
-                irq = self._wait_irq(wait_irq | TIMER_IRQ, len(sendData))
-            except ChipError:
-                irq = None
-            self.ClearBitMask(BitFramingReg, 0x80)
-            if irq is None or self.Read_MFRC522(ErrorReg) & 0x1B:
-                return self.MI_ERR, [], 0
-            if irq & irq_en & TIMER_IRQ and not irq & wait_irq:
-                return self.MI_NOTAGERR, [], 0
-            back, back_len = [], 0
-            if command == PCD_TRANSCEIVE:
-                level, control = self.read_registers(FIFOLevelReg, ControlReg)
-                last_bits = control & 0x07
-                back_len = (level - 1) * 8 + last_bits if last_bits else level * 8
-                back = self.read_fifo(min(level, self.MAX_LEN))
-            return self.MI_OK, back, back_len
-
-    Driver.__name__ = Driver.__qualname__ = "Mfrc522Driver"
-    return Driver
+    return lib, gpio, spidev
 
 
 # ---------------------------------------------------------------- the reader
 
 
 class Mfrc522Reader(Reader):
-    """Badge taps from an RC522 on SPI ``reader.spi_bus``.``reader.spi_device``.
+    """Badge taps from an RC522 on SPI ``reader.spi_bus``.``reader.spi_device``: each tap is the UID bytes.
 
-    ``sleep`` (default ``time.sleep``) is used for the short waits inside a
-    frame (about 2.5 ms) and the reset pulse; ``clock`` (default
-    ``time.monotonic``) for the release timing. Tests pass no-op/fake ones and
-    drive :meth:`step` directly.
+    ``factory`` supplies the mfrc522 library, RPi.GPIO and the SPI device
+    (see :class:`Factory`); without one, :attr:`default_factory`, else a new
+    :class:`PiFactory` (the real thing). ``sleep`` (default ``time.sleep``) is
+    used for the short waits inside a frame (about 2.5 ms) and the reset pulse;
+    ``clock`` (default ``time.monotonic``) for the release timing. Tests pass
+    no-op/fake ones and drive :meth:`step` directly. Over the simulated chip::
+
+        from kiosk.sim import rc522 as fakespi
+
+        hw = fakespi.board()                           # a FakeMfrc522 on spidev0.0, RST on GPIO25
+        reader = Mfrc522Reader(ReaderSettings(), factory=hw)
+        hw.chip.place(fakespi.FakeCard("12345678"))
+        for uid in reader.taps(stop):                  # b"\\x12\\x34\\x56\\x78": bytes, not text
+            print(badges.from_bytes(uid))              # 12345678
+        reader.close()                                 # antenna off, SPI closed, reset pin freed
+
+    Raises :class:`~kiosk.exc.ReaderUnavailable` (with a ``cause``) when the
+    parts cannot be loaded or the device or reset pin cannot be opened.
     """
 
     name = "mfrc522"
+    default_factory: Factory | None = None  # as gpiozero's Device.pin_factory: used when no factory is passed
 
-    def __init__(self, settings, *, sleep: Callable[[float], None] | None = None,
+    def __init__(self, settings, *, factory: Factory | None = None, sleep: Callable[[float], None] | None = None,
                  clock: Callable[[], float] | None = None) -> None:
         super().__init__()
         self.settings = settings
@@ -346,51 +177,71 @@ class Mfrc522Reader(Reader):
         self._clock = clock or time.monotonic
         self.bus, self.device = settings.spi_bus, settings.spi_device
         self.where = f"MFRC522 on /dev/spidev{self.bus}.{self.device}"
-        lib, gpio = _import_library()
-        self.lib, self.gpio = lib, gpio
+        if factory is None:
+            factory = type(self).default_factory or PiFactory()
+        self.factory = factory
+        lib, gpio = factory.mfrc522, factory.gpio
         pin_mode, pin = gpio.BCM, settings.reset_pin
         if gpio.getmode() == gpio.BOARD:  # someone chose physical numbering first: follow it
             if pin not in BCM_TO_BOARD:
                 raise ReaderUnavailable(f"reader.reset_pin = {pin}: BCM GPIO{pin} is not on the 40-pin header",
                                         Cause.PIN_SETUP)
             pin_mode, pin = gpio.BOARD, BCM_TO_BOARD[pin]
-        device_path = f"/dev/spidev{self.bus}.{self.device}"
-        try:
-            self.chip = _driver_class(lib.MFRC522)(
-                bus=self.bus, device=self.device, pin_mode=pin_mode, pin_rst=pin, gpio=gpio, sleep=self._sleep)
-        except FileNotFoundError:
-            raise ReaderUnavailable(
-                f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and check "
-                "reader.spi_bus / reader.spi_device", Cause.DEVICE_MISSING) from None
-        except PermissionError:
-            raise ReaderUnavailable(
-                f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)",
-                Cause.PERMISSION) from None
-        except OSError as exc:
-            raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
-        except (RuntimeError, ValueError) as exc:  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
-            raise ReaderUnavailable(
-                f"cannot set up the reset pin (reader.reset_pin = {settings.reset_pin}, BCM): {exc}. On a "
-                "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio",
-                Cause.PIN_SETUP) from None
+        self.chip = self._open(lib, gpio, pin_mode, pin)
         self._lock = threading.Lock()
         self._closed = False
         self._ready = False
-        self._needs_init = False  # the library's constructor ran MFRC522_Init just now
+        self._needs_init = False  # the driver's constructor ran MFRC522_Init just now
         self._attempts = 0  # failed recovery attempts in a row
         self._errors = 0  # polls in a row that ended in a ChipError
         self._version = 0
         self._next_check = 0.0
-        self._held: dict[str, float] = {}  # badge id -> when last seen
+        self._held: dict[bytes, float] = {}  # UID -> when last seen
         self.polls = 0
+
+    def _open(self, lib: ModuleType, gpio: Any, pin_mode: int, pin: int):
+        """Open the SPI device, set up the reset pin and the chip; errors become ReaderUnavailable."""
+        device_path = f"/dev/spidev{self.bus}.{self.device}"
+        spi = None
+        try:
+            spi = self.factory.spi()
+            spi.open(self.bus, self.device)
+            spi.max_speed_hz = SPI_SPEED_HZ
+            return driver_class(lib.MFRC522)(spi=spi, gpio=gpio, pin_mode=pin_mode, pin_rst=pin, sleep=self._sleep)
+        except BaseException as exc:
+            if spi is not None:
+                try:
+                    spi.close()
+                except OSError:
+                    pass
+            if isinstance(exc, FileNotFoundError):
+                raise ReaderUnavailable(
+                    f"{device_path} not found: enable SPI (sudo raspi-config nonint do_spi 0, then reboot) and "
+                    "check reader.spi_bus / reader.spi_device", Cause.DEVICE_MISSING) from None
+            if isinstance(exc, PermissionError):
+                raise ReaderUnavailable(
+                    f"permission denied on {device_path}: add the kiosk's user to group spi (and gpio)",
+                    Cause.PERMISSION) from None
+            if isinstance(exc, OSError):
+                raise ReaderUnavailable(f"cannot open {device_path}: {exc.strerror or exc}") from None
+            if isinstance(exc, (RuntimeError, ValueError)):  # RPi.GPIO: no /dev/mem access, Pi 5 SOC, bad channel
+                raise ReaderUnavailable(
+                    f"cannot set up the reset pin (reader.reset_pin = {self.settings.reset_pin}, BCM): {exc}. On a "
+                    "Raspberry Pi 5 install rpi-lgpio in place of RPi.GPIO; elsewhere add the user to group gpio",
+                    Cause.PIN_SETUP) from None
+            raise
 
     # ------------------------------------------------------------ public
 
-    def taps(self, stop: threading.Event) -> Iterator[str]:
+    def taps(self, stop: threading.Event) -> Iterator[bytes]:
+        """The UID bytes of each new tap, polling every ``reader.poll_interval`` until ``stop`` or :meth:`close`.
+
+        Never raises: errors are reported through ``on_health`` and retried with backoff.
+        """
         failing = False
         while not stop.is_set() and not self._closed:
             try:
-                badge, delay = self.step()
+                uid, delay = self.step()
                 failing = False
             except Exception as exc:  # never let the reader thread die: report, back off, retry
                 if not failing:
@@ -398,14 +249,14 @@ class Mfrc522Reader(Reader):
                 failing = True
                 self._ready, self._needs_init = False, True
                 self._set_health(False, f"{self.where}: unexpected error ({exc.__class__.__name__}); retrying")
-                badge, delay = None, BACKOFF_MAX
-            if badge is not None:
-                yield badge
+                uid, delay = None, BACKOFF_MAX
+            if uid is not None:
+                yield uid
             if stop.wait(delay):
                 break
 
-    def step(self) -> tuple[str | None, float]:
-        """One poll: (new tap's badge id or None, seconds to wait before the next step)."""
+    def step(self) -> tuple[bytes | None, float]:
+        """One poll: (a new tap's UID bytes or None, seconds to wait before the next step)."""
         with self._lock:
             start = self._clock()
             if self._closed:
@@ -429,11 +280,11 @@ class Mfrc522Reader(Reader):
                 self._attempts = 0
                 self._report_ok()
             self.polls += 1
-            badge = uid.hex().upper() if uid is not None else None
-            new = self._seen(badge, start)
-            return (badge if new else None), max(0.0, self.interval - (self._clock() - start))
+            new = self._seen(uid, start)
+            return (uid if new else None), max(0.0, self.interval - (self._clock() - start))
 
     def close(self) -> None:
+        """Antenna off, SPI closed, only the reset pin freed (other pins of the process stay set up)."""
         with self._lock:
             if self._closed:
                 return
@@ -445,16 +296,16 @@ class Mfrc522Reader(Reader):
 
     # ------------------------------------------------------------ internals
 
-    def _seen(self, badge: str | None, now: float) -> bool:
-        """Note a poll's result; True if ``badge`` is a new tap (not held, or released since)."""
+    def _seen(self, uid: bytes | None, now: float) -> bool:
+        """Note a poll's result; True if ``uid`` is a new tap (not held, or released since)."""
         release = self.settings.release_seconds
         for held, last in list(self._held.items()):
             if now - last >= release:
                 del self._held[held]
-        if badge is None:
+        if uid is None:
             return False
-        new = badge not in self._held
-        self._held[badge] = now
+        new = uid not in self._held
+        self._held[uid] = now
         return new
 
     def _check(self) -> None:

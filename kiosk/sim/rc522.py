@@ -2,17 +2,24 @@
 
 Shipped in the package, like gpiozero's MockFactory, so tests, the benchmark and
 demos run the *real* ``mfrc522`` library (and :mod:`kiosk.readers.mfrc522`) over
-a simulated chip on any machine::
+a simulated chip on any machine. The board is a reader factory (see
+:class:`kiosk.readers.mfrc522.Factory`): pass it to the reader, or make it the
+default for a block, as gpiozero's ``Device.pin_factory = MockFactory()``::
 
     from kiosk.sim import rc522 as fakespi
 
     card = fakespi.FakeCard("04A1B2C3D4E580")          # 4-, 7- or 10-byte UID
-    with fakespi.installed() as hw:                     # fake spidev + RPi.GPIO in sys.modules
-        import mfrc522                                  # the unchanged library
-        hw.chip.place(card)
-        ...
-        hw.chip.unplug(); hw.chip.plug()                # reader gone / back (power-on state)
-        hw.chip.transfers                               # SPI transfers so far
+    hw = fakespi.board()                                # a FakeMfrc522 on spidev0.0, RST on GPIO25
+    reader = Mfrc522Reader(settings, factory=hw)        # or: with fakespi.installed() as hw: Mfrc522Reader(settings)
+    hw.chip.place(card)
+    ...
+    hw.chip.unplug(); hw.chip.plug()                    # reader gone / back (power-on state)
+    hw.chip.transfers                                   # SPI transfers so far
+    hw.mfrc522.SimpleMFRC522().read_id_no_block()       # the unchanged library, over this board
+
+Nothing is put into ``sys.modules``: ``hw.mfrc522`` is a private copy of the
+installed mfrc522 package whose ``import RPi.GPIO`` and ``import spidev`` get
+this board's fakes (see :func:`load_library`).
 
 What is modelled (after the MFRC522 datasheet and ISO/IEC 14443-3):
 
@@ -54,12 +61,14 @@ RF timing, parity errors, the serial/I2C host interfaces.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import enum
 import errno
-import sys
+import importlib.util
+import os
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 # ---------------------------------------------------------------- registers
 
@@ -866,12 +875,13 @@ class FakeGPIO(types.ModuleType):
 
 
 class FakeHardware:
-    """Chips on SPI chip selects, their reset lines on GPIO pins, and the fake modules.
+    """Chips on SPI chip selects, their reset lines on GPIO pins: a reader factory for the simulated board.
 
-    ``install()`` (a context manager) puts fake ``spidev``, ``RPi`` and
-    ``RPi.GPIO`` modules into ``sys.modules`` and takes out any imported
-    ``mfrc522`` modules, so ``import mfrc522`` runs the unchanged library over
-    these fakes; on exit every module is put back as it was.
+    As a :class:`kiosk.readers.mfrc522.Factory`: :attr:`mfrc522` is the
+    library (loaded privately over this board, on first use), :attr:`gpio` the
+    fake ``RPi.GPIO``, :meth:`spi` a new fake ``spidev.SpiDev``. Two boards are
+    two separate worlds; nothing global changes, except within
+    :meth:`as_default`.
     """
 
     def __init__(self) -> None:
@@ -883,6 +893,7 @@ class FakeHardware:
         self.rpi = types.ModuleType("RPi", "Fake RPi package (kiosk.sim.rc522)")
         self.rpi.__path__ = []  # a package, so "import RPi.GPIO" works
         self.rpi.GPIO = self.gpio
+        self._library: types.ModuleType | None = None
 
     @property
     def chip(self) -> FakeMfrc522:
@@ -902,43 +913,136 @@ class FakeHardware:
         if chip is not None:
             chip.set_reset_line(bool(level))
 
+    # -- the factory
+
+    @property
+    def mfrc522(self) -> types.ModuleType:
+        """The installed ``mfrc522`` package, unchanged, running over this board (loaded once, privately).
+
+            >>> hw = board()
+            >>> lib = hw.mfrc522.MFRC522(pin_mode=11, pin_rst=25)   # the library's own constructor
+            >>> hw.chip.antenna_on
+            True
+        """
+        if self._library is None:
+            self._library = load_library({"spidev": self.spidev, "RPi": self.rpi, "RPi.GPIO": self.gpio})
+        return self._library
+
+    def spi(self) -> FakeSpiDev:
+        """A new, unopened ``spidev.SpiDev`` of this board."""
+        return self.spidev.SpiDev()
+
     @contextlib.contextmanager
-    def install(self) -> Iterator[FakeHardware]:
-        names = ("spidev", "RPi", "RPi.GPIO")
-        saved = {name: sys.modules[name] for name in names if name in sys.modules}
-        saved_lib = _drop_mfrc522_modules()
-        sys.modules.update({"spidev": self.spidev, "RPi": self.rpi, "RPi.GPIO": self.gpio})
+    def as_default(self) -> Iterator[FakeHardware]:
+        """Within the block, readers built without a factory use this board (``Mfrc522Reader.default_factory``).
+
+        For code that builds its own reader from the configuration (``kiosk
+        doctor``); the previous default is put back on exit.
+        """
+        from kiosk.readers.mfrc522 import Mfrc522Reader
+
+        previous = Mfrc522Reader.default_factory
+        Mfrc522Reader.default_factory = self
         try:
             yield self
         finally:
-            _drop_mfrc522_modules()
-            for name in names:
-                sys.modules.pop(name, None)
-            sys.modules.update(saved)
-            sys.modules.update(saved_lib)
+            Mfrc522Reader.default_factory = previous
 
 
-def _drop_mfrc522_modules() -> dict[str, types.ModuleType]:
-    dropped = {name: mod for name, mod in sys.modules.items() if name == "mfrc522" or name.startswith("mfrc522.")}
-    for name in dropped:
-        del sys.modules[name]
-    return dropped
+def load_library(modules: Mapping[str, types.ModuleType]) -> types.ModuleType:
+    """A private copy of the installed ``mfrc522`` package whose imports of ``modules``' names get those modules.
+
+    The library does ``import RPi.GPIO as GPIO`` and ``import spidev`` at import
+    time and uses those module globals in ``MFRC522.__init__``, ``Close_MFRC522``
+    and ``SimpleMFRC522``. Rather than putting fakes into ``sys.modules`` for
+    everyone, its unchanged source files are executed here into new module
+    objects, with builtins of their own whose ``__import__`` answers the names in
+    ``modules`` (and the package's relative imports) and passes every other
+    import on. The copy is registered nowhere: ``sys.modules`` and the real
+    builtins are never touched, and any number of copies (one per board) live
+    side by side.
+
+        >>> hw = FakeHardware()
+        >>> lib = load_library({"spidev": hw.spidev, "RPi": hw.rpi, "RPi.GPIO": hw.gpio})   # as hw.mfrc522 does
+        >>> lib.MFRC522.__init__.__globals__["GPIO"] is hw.gpio
+        True
+        >>> import sys; "mfrc522" in sys.modules or "RPi.GPIO" in sys.modules
+        False
+    """
+    spec = importlib.util.find_spec("mfrc522")  # a top-level name: found, not executed
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the mfrc522 package is not installed")
+    folder = list(spec.submodule_search_locations)[0]
+    submodules: dict[str, types.ModuleType] = {}
+    real_import = builtins.__import__
+
+    def import_(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0:
+            if name in modules:  # "import RPi.GPIO as GPIO" asks for "RPi.GPIO" and takes .GPIO of what comes back
+                return modules[name] if fromlist else modules[name.partition(".")[0]]
+            return real_import(name, globals, locals, fromlist, level)
+        if level != 1:
+            raise ImportError(f"mfrc522 (private copy): relative import beyond the package: {name!r}")
+        if not name:  # from . import X
+            for attr in fromlist or ():
+                if not hasattr(package, attr):
+                    load(attr)
+            return package
+        return load(name)  # from .X import Y
+
+    scope = dict(vars(builtins), __import__=import_)
+
+    def execute(name: str, path: str, **kwargs):
+        module_spec = importlib.util.spec_from_file_location(name, path, **kwargs)
+        module = importlib.util.module_from_spec(module_spec)
+        module.__builtins__ = scope  # type: ignore[attr-defined]
+        return module, module_spec
+
+    def load(sub: str) -> types.ModuleType:
+        if sub not in submodules:
+            path = os.path.join(folder, f"{sub}.py")
+            if not os.path.isfile(path):
+                raise ImportError(f"mfrc522 (private copy) has no module {sub!r}")
+            module, module_spec = execute(f"mfrc522.{sub}", path)
+            submodules[sub] = module
+            setattr(package, sub, module)  # as the import system does, before the module runs
+            module_spec.loader.exec_module(module)
+        return submodules[sub]
+
+    package, package_spec = execute("mfrc522", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder])
+    package_spec.loader.exec_module(package)
+    return package
+
+
+def board(chip: FakeMfrc522 | None = None, *, bus: int = 0, device: int = 0,
+          reset_pin: int | None = 25) -> FakeHardware:
+    """A board with one fake RC522 (``chip`` or a new :class:`FakeMfrc522`) on SPI ``bus``.``device``, RST on ``reset_pin``.
+
+        >>> hw = board(FakeMfrc522(version=0x88))
+        >>> hw.chip.version, hw.gpio.line_level(25)
+        (136, 1)
+    """
+    hardware = FakeHardware()
+    hardware.attach(chip if chip is not None else FakeMfrc522(), bus=bus, device=device, reset_pin=reset_pin)
+    return hardware
 
 
 @contextlib.contextmanager
 def installed(chip: FakeMfrc522 | None = None, *, bus: int = 0, device: int = 0,
               reset_pin: int | None = 25) -> Iterator[FakeHardware]:
-    """One fake RC522 (``chip`` or a new :class:`FakeMfrc522`) on SPI ``bus``.``device``, RST on BCM ``reset_pin``.
+    """:func:`board`, made the default factory of :class:`~kiosk.readers.mfrc522.Mfrc522Reader` within the block.
 
-    Yields the :class:`FakeHardware`; ``hw.chip`` is the chip, ``hw.gpio`` the fake ``RPi.GPIO``.
+    Yields the :class:`FakeHardware`; ``hw.chip`` is the chip, ``hw.gpio`` the fake ``RPi.GPIO``::
+
+        with fakespi.installed() as hw:
+            check = doctor.run_checks(settings, only=["reader"])   # builds Mfrc522Reader(settings.reader)
     """
-    hardware = FakeHardware()
-    hardware.attach(chip if chip is not None else FakeMfrc522(), bus=bus, device=device, reset_pin=reset_pin)
-    with hardware.install():
+    hardware = board(chip, bus=bus, device=device, reset_pin=reset_pin)
+    with hardware.as_default():
         yield hardware
 
 
 __all__ = [
     "CardState", "FakeCard", "FakeGPIO", "FakeHardware", "FakeMfrc522", "FakeSpiDev",
-    "POWER_ON_VALUES", "crc_a", "installed", "with_crc",
+    "POWER_ON_VALUES", "board", "crc_a", "installed", "load_library", "with_crc",
 ]

@@ -68,4 +68,5 @@ class Store(TapRecords, OutboxRecords, Database):
             "last_error": self.status_value("last_error"),
             "sender": self.status_value("sender"),
             "reader": self.status_value("reader"),
+            "feedback": self.status_value("feedback"),  # a feedback device's health (the display)
         }

@@ -23,8 +23,8 @@ Where each concern lives:
 - ``answers.py``: what goes back, the emulator's own answers and the pages
   proxies and portals send instead;
 - ``handler.py``: HTTP routes, authentication and the bytes on the wire;
-- ``server.py``: :class:`Emulator` (background thread) and :func:`serve`
-  (the ``kiosk emulator`` process).
+- ``server.py``: the listening socket, :class:`Emulator` (background
+  thread) and :func:`serve` (the ``kiosk emulator`` process).
 
     >>> from kiosk.sim.emulator import Emulator
     >>> with Emulator(key="k", secret="s") as emu:

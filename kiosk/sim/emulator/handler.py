@@ -14,12 +14,10 @@ import hmac
 import json
 import logging
 import socket
-import socketserver
-import sys
 import time
 from collections.abc import Iterable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -29,7 +27,7 @@ from .faults import Faults
 from .model import ApiError, bad_request, not_found
 
 if TYPE_CHECKING:
-    from .server import Emulator
+    from .server import Server
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +37,6 @@ ADMIN_PREFIX = "/_emulator"
 KEY_HEADER = "X-TimeTrack-Api-Key"
 SECRET_HEADER = "X-TimeTrack-Api-Secret"
 MAX_BODY = 1 << 20
-
-
-class Server(ThreadingHTTPServer):
-    """The listening socket of one :class:`~.server.Emulator` start."""
-
-    daemon_threads = True
-    block_on_close = False  # stop() closes connections itself; never wait on an idle keep-alive
-    # Connections are accepted by the serving thread at once, whatever the faults do
-    # later; a deep backlog keeps a burst of clients (a benchmark) from waiting on SYN retries.
-    request_queue_size = 1024
-
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
-        self.emulator = emulator
-        self.closing = False  # set by Emulator.stop(); connections accepted after that are cut at once
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver prints tracebacks to stderr; a client that hung up is normal here.
-        error = sys.exc_info()[1]
-        if isinstance(error, OSError):
-            log.debug("connection from %s ended: %s", client_address, error)
-        else:
-            log.exception("error while handling a request from %s", client_address)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall for seconds without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
 
 
 class Dropped(Exception):
@@ -115,6 +83,7 @@ class Handler(BaseHTTPRequestHandler):
             self._drop()
 
     def do_GET(self) -> None:
+        """GET, POST, PUT and DELETE all go through one dispatch; other methods get 501."""
         self._dispatch()
 
     def do_POST(self) -> None:

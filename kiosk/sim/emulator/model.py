@@ -183,19 +183,6 @@ def _coordinate(name: str, value: Any) -> float | str | None:
     raise bad_request(f"{name}: expected a number, got {value!r}")
 
 
-def check_stored(record: Mapping[str, Any]) -> None:
-    """The checks a create applies, on a stored record (from a data file); raises ApiError or ValueError."""
-    if not isinstance(record["user"], str) or not record["user"].strip():
-        raise ValueError(f"user: expected a non-empty text, got {record['user']!r}")
-    for name in ("deleted", "manual"):
-        if not isinstance(record[name], bool):
-            raise ValueError(f"{name}: expected true or false, got {record[name]!r}")
-    if not isinstance(record["notes"], str):
-        raise ValueError(f"notes: expected text, got {record['notes']!r}")
-    # Timestamps, to after from, the break and the coordinates: on a copy, like an update.
-    apply_fields({**record}, {k: record[k] for k in ("from", "to", "breakMinutes", *COORDINATES)}, UPDATABLE)
-
-
 # --------------------------------------------------------------------------
 # The entries
 
@@ -203,7 +190,8 @@ def check_stored(record: Mapping[str, Any]) -> None:
 class Durable(Protocol):
     """Where committed records go before they count (see persistence.DataFile)."""
 
-    def write(self, lines: Iterable[str], next_id: int) -> None: ...
+    def write(self, lines: Iterable[str], next_id: int) -> None:
+        """Replace everything stored with these JSON lines; OSError if that cannot be done."""
 
 
 class Attendances:

@@ -20,11 +20,11 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .model import STORED, ApiError, check_stored
+from .model import COORDINATES, STORED, UPDATABLE, ApiError, apply_fields
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,21 @@ def parse(text: str) -> tuple[dict[int, dict[str, Any]], int]:
         if ident in entries:
             raise ValueError(f"{where}: ID {ident} appears twice")
         try:
-            check_stored(record)
+            _check_stored(record)
         except (ApiError, ValueError, TypeError) as e:
             raise ValueError(f"entry {ident}: {e}") from None
         entries[ident] = record
     return entries, max([next_id, *(k + 1 for k in entries)])
+
+
+def _check_stored(record: Mapping[str, Any]) -> None:
+    """The checks a create applies, on a stored record (from a data file); raises ApiError or ValueError."""
+    if not isinstance(record["user"], str) or not record["user"].strip():
+        raise ValueError(f"user: expected a non-empty text, got {record['user']!r}")
+    for name in ("deleted", "manual"):
+        if not isinstance(record[name], bool):
+            raise ValueError(f"{name}: expected true or false, got {record[name]!r}")
+    if not isinstance(record["notes"], str):
+        raise ValueError(f"notes: expected text, got {record['notes']!r}")
+    # Timestamps, to after from, the break and the coordinates: on a copy, like an update.
+    apply_fields({**record}, {k: record[k] for k in ("from", "to", "breakMinutes", *COORDINATES)}, UPDATABLE)

@@ -3,8 +3,9 @@ a foreground process (:func:`serve`, what ``kiosk emulator`` runs).
 
 It ties the parts together: the entries (model.py), the data file
 (persistence.py), the fault decisions (faults.py) and the HTTP handler
-(handler.py), and offers what tests and benchmarks need around them: start,
-stop and restart on the same port, fault switching, statistics.
+(handler.py) behind a listening socket (:class:`Server`), and offers what
+tests and benchmarks need around them: start, stop and restart on the same
+port, fault switching, statistics.
 """
 
 from __future__ import annotations
@@ -13,18 +14,51 @@ import logging
 import os
 import signal
 import socket
+import socketserver
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from .faults import Dice, Faults
-from .handler import API_PREFIX, Server, cut
+from .handler import API_PREFIX, Handler, cut
 from .model import Attendances
 from .persistence import DataFile
 
 log = logging.getLogger(__name__)
+
+
+class Server(ThreadingHTTPServer):
+    """The listening socket of one :class:`Emulator` start, one thread per connection."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() closes connections itself; never wait on an idle keep-alive
+    # Connections are accepted by the serving thread at once, whatever the faults do
+    # later; a deep backlog keeps a burst of clients (a benchmark) from waiting on SYN retries.
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.closing = False  # set by Emulator.stop(); connections accepted after that are cut at once
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log instead of socketserver's traceback on stderr; a client that hung up is normal here."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.exception("error while handling a request from %s", client_address)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's FQDN lookup, which can stall for seconds without DNS."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 class Emulator:
