@@ -157,7 +157,8 @@ def classify_answer(answer: Answer, *, created: bool, secrets: Iterable[str] = (
         if kind == "json" and isinstance(body, list | dict):
             return SendResult(SendOutcome.OK, status)
         return failed(Cause.UNCONFIRMED, f"HTTP {status}: an empty or unexpected answer where TimeTrack sends a list")
-    message = f"HTTP {status}: {_describe(answer, kind, body, secrets)}"
+    said = _describe(answer, kind, body, secrets)
+    message = f"HTTP {status}: {said}" if said else f"HTTP {status}"
     if status in (401, 403):
         return SendResult(SendOutcome.AUTH, status, message, cause=Cause.AUTH)
     if status == 429:

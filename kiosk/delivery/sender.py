@@ -26,7 +26,7 @@ While the clock is untrusted and TimeTrack has not vouched for it yet
 can: entries stamped meanwhile wait for exactly that.
 
     >>> sender = Sender(store, settings.api, clock=clock)       # doctest: +SKIP
-    >>> sender.start(); sender.wake()                            # the daemon: deliver in the background
+    >>> sender.start(); sender.wake()       # the daemon: deliver in the background  # doctest: +SKIP
     >>> Sender(store, settings.api).flush()["delivered"]         # doctest: +SKIP
     12
 """
