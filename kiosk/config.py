@@ -23,6 +23,7 @@ from kiosk.rules import Rules
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 CREDENTIAL_NAME = "timetrack-secret"
+DEFAULT_SYNC_FILE = "/run/systemd/timesync/synchronized"
 
 
 # ---------------------------------------------------------------- settings
@@ -118,7 +119,7 @@ class ClockSettings:
     # config's sync_file decides: "" means "none", a path means "file" (see from_dict).
     source: str = "kernel"
     # Exists once systemd-timesyncd has synchronised the clock (source "file").
-    sync_file: str = "/run/systemd/timesync/synchronized"
+    sync_file: str = DEFAULT_SYNC_FILE
     # While the source says unsynchronised, TimeTrack's Date header (verified TLS) vouches for the
     # clock when within this many seconds, and corrects the stamps when further off.
     max_skew_seconds: float = 10.0
@@ -240,8 +241,12 @@ def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool
             raise ConfigError(path, name, "must be a table, e.g. [" + name + "]")
         sections[name] = _section(path, name, SECTIONS[name], value)
     if "clock" in sections and "source" not in raw["clock"] and "sync_file" in raw["clock"]:
-        # A config from before clock.source: sync_file = "" trusted the clock, a path was the file check.
-        sections["clock"] = replace(sections["clock"], source="file" if sections["clock"].sync_file else "none")
+        # A config from before clock.source: sync_file = "" trusted the clock, another file than
+        # timesyncd's was the check. timesyncd's own file (the old default, written out by the old
+        # example config) is covered by the kernel's state, which chrony and ntpd keep too.
+        sync_file = sections["clock"].sync_file
+        source = "none" if not sync_file else "kernel" if sync_file == DEFAULT_SYNC_FILE else "file"
+        sections["clock"] = replace(sections["clock"], source=source)
     api = _relative_paths(path, sections.get("api", ApiSettings()))
     if api.secret and path and os.stat(path).st_mode & stat.S_IROTH:
         raise ConfigError(path, "api.secret", f"the file holds the API secret but everyone may read it; "

@@ -92,7 +92,8 @@ def test_reading_the_kernel_state_needs_no_privilege():
 @pytest.mark.parametrize("section, source", [
     (None, "kernel"),  # the default
     ({"sync_file": ""}, "none"),  # configs from before clock.source: "" trusted the local clock
-    ({"sync_file": "/run/systemd/timesync/synchronized"}, "file"),
+    ({"sync_file": "/run/systemd/timesync/synchronized"}, "kernel"),  # timesyncd's file: the kernel knows too
+    ({"sync_file": "/run/my-ntp/synced"}, "file"),
     ({"source": "kernel", "sync_file": ""}, "kernel"),  # an explicit source wins
     ({"source": "none"}, "none"),
 ])
