@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from kiosk import clock
+from kiosk import clock, text
 from kiosk.config import ApiSettings, check_base_url, is_loopback
 from kiosk.delivery.answers import (  # noqa: F401 - re-exported: the client's public vocabulary
     NOT_SENT,
@@ -212,7 +212,9 @@ class TimeTrackClient:
             for row in rows:
                 if isinstance(row, dict) and _matches(row, username, start, end, self.zone):
                     ident = row.get("ID", row.get("id"))
-                    return "" if ident is None else ident
+                    if ident is None or isinstance(ident, bool):
+                        return ""
+                    return ident if isinstance(ident, int) else text.untrusted(ident, secrets=self.secrets, limit=64)
             if len(rows) != self.page_limit:  # the last page (or the server ignores limit)
                 return None
             if rows == previous:
