@@ -98,8 +98,9 @@ def check_credentials(api: ApiSettings) -> None:
 class TimeTrackClient:
     """One TimeTrack account. Not thread-safe: one per thread (:meth:`abort` excepted)."""
 
-    def __init__(self, api: ApiSettings, *, clock: Clock | None = None):
+    def __init__(self, api: ApiSettings, *, clock: Clock | None = None, observer: Any = None):
         self.api = api
+        self.observer = observer  # request_started()/request_ended() around each HTTP request (the sender's board)
         self.base_url = check_url(api)
         check_credentials(api)
         self.zone = api.timezone
@@ -143,6 +144,8 @@ class TimeTrackClient:
 
     def _request(self, method: str, path: str, *, created: bool, **kw) -> tuple[SendResult, Answer | None]:
         """One exchange, classified; never raises for HTTP or network trouble."""
+        if self.observer is not None:
+            self.observer.request_started()
         try:
             answer = self.transport.request(method, self.base_url + path, **kw)
         except (requests.RequestException, TransportError) as exc:
@@ -150,6 +153,9 @@ class TimeTrackClient:
         except Exception as exc:  # a library surprise: whether it was sent is unknown
             log.debug("request failed unexpectedly", exc_info=True)
             return classify_failure(exc, created=created, secrets=self.secrets), None
+        finally:
+            if self.observer is not None:
+                self.observer.request_ended()
         result = classify_answer(answer, created=created, secrets=self.secrets)
         if self.clock is not None and self.witness and result.cause in _TIMETRACK_SPOKE:
             date = answer.headers.get("Date")

@@ -181,21 +181,13 @@ class Courier:
                               f"({exc.__class__.__name__}: {exc})", cause=Cause.REJECTED), True
         if entry.ambiguous:
             try:
-                server_id = self.call(client.find, entry)
+                server_id = client.find(entry)
             except LookupFailed as exc:
                 return exc.result, False  # unknown whether it exists: never POST now
             if server_id is not None:
                 log.info("entry %s is already in TimeTrack (ID %s): not sent again", entry.id, server_id)
                 return SendResult(SendOutcome.DELIVERED, None, "found by lookup", server_id=server_id), False
-        return self.call(client.create, entry), True
-
-    def call(self, request: Callable[..., Any], *args: Any) -> Any:
-        """Run one client request with the board knowing that the worker is in a request."""
-        self.board.request_started()
-        try:
-            return request(*args)
-        finally:
-            self.board.request_ended()
+        return client.create(entry), True
 
     # ------------------------------------------------------------ outcomes
 
@@ -212,7 +204,7 @@ class Courier:
             return False
         report.error = result.message
         if verdict.action is Action.CHECK_BASE_URL:
-            probe = self.call(client.ping)
+            probe = client.ping()
             if not probe.ok:  # the collection itself is missing: a wrong base_url, not a bad entry
                 check = self.policy.verdict(probe, attempts=0, posted=False)
                 state = check.pause if check.action is Action.PAUSE and check.pause else State.BACKING_OFF

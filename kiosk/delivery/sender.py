@@ -212,7 +212,7 @@ class Sender:
         if not api.configured:
             raise DeliveryError("the TimeTrack API is not configured (api.base_url, api.key, api.secret)")
         try:
-            client = TimeTrackClient(api, clock=self.clock)
+            client = TimeTrackClient(api, clock=self.clock, observer=self.board)
         except ValueError as exc:
             raise DeliveryError(str(exc)) from None
         try:
@@ -307,7 +307,7 @@ class Sender:
     def _probe(self, client: TimeTrackClient) -> float | None:
         """A probe while paused: resume, stay, or change the pause."""
         was = self._pause
-        result: SendResult = self.courier.call(client.ping)
+        result: SendResult = client.ping()
         now = self._monotonic()
         self._pause = self.policy.after_probe(was, result, now)
         if not self._pause.active:
@@ -351,7 +351,7 @@ class Sender:
         """Idle, with an untrusted clock that TimeTrack has not vouched for: ask for its Date."""
         if now < self._clock_probe_at:
             return self._clock_probe_at - now
-        result = self.courier.call(client.ping)
+        result = client.ping()
         self._clock_probes += 1
         interval = self.policy.portal_probe_interval(self._clock_probes)
         self._clock_probe_at = self._monotonic() + interval
@@ -387,7 +387,7 @@ class Sender:
         try:
             if not self._api.configured:
                 raise ValueError("the TimeTrack API is not configured (api.base_url, api.key, api.secret)")
-            self._client = TimeTrackClient(self._api, clock=self.clock)
+            self._client = TimeTrackClient(self._api, clock=self.clock, observer=self.board)
         except ValueError as exc:
             self._client_error = str(exc)
         if old is not None:
