@@ -32,7 +32,8 @@ SKIP_VENV=${KIOSK_SKIP_VENV:-0}
 MODEL_FILE=${KIOSK_MODEL_FILE:-/proc/device-tree/model}
 USER_NAME=kiosk
 DEVICE_GROUPS=(spi gpio input i2c)
-APT_PACKAGES=(python3-venv git)
+# procps: /bin/kill, which the unit's ExecReload= runs (missing from minimal Debian images).
+APT_PACKAGES=(python3-venv git procps)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 say() { printf '%s\n' "$*"; }
@@ -153,8 +154,14 @@ else
     else
         say "  ok: ${APT_PACKAGES[*]}"
     fi
-    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev (installs only what is missing).
-    run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev: only what is missing
+    # (run through `run` only then, so that a run with nothing to do shows no change).
+    build_missing=$(PYTHON=python3 sh "$SRC/deploy/build-deps.sh" --list)
+    if [ -n "$build_missing" ]; then
+        run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    else
+        say "  ok: build dependencies"
+    fi
 fi
 if command -v python3 >/dev/null 2>&1 || [ "$DRY_RUN" = 0 ]; then
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -252,7 +259,7 @@ else
         [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
         # A regular (not editable) install: the daemon runs what was installed, not the working tree.
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
-        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,display]"
+        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,display,metrics]"
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
         if [ "$pi5" = 1 ]; then
             # Same RPi.GPIO API over /dev/gpiochip*; the two packages share files: remove both first.
@@ -270,6 +277,38 @@ elif [ -e "$T_LINK" ] && [ ! -L "$T_LINK" ]; then
 else
     [ -d "$(dirname "$T_LINK")" ] || run install -d -m 0755 "$(dirname "$T_LINK")"
     run ln -sfn "$PREFIX/.venv/bin/kiosk" "$T_LINK"
+fi
+
+# ---------------------------------------------------------------- completion and man pages
+# Generated from the click commands (deploy/gen-docs.py) and committed; installed where
+# bash-completion, zsh and man look by default for locally installed software.
+step "Shell completion and man pages"
+install_file() {  # install_file MODE SOURCE TARGET: only when it differs
+    if [ -f "$3" ] && cmp -s "$2" "$3"; then
+        return 0
+    fi
+    [ -d "$(dirname "$3")" ] || run install -d -m 0755 "$(dirname "$3")"
+    run install -m "$1" "$2" "$3"
+}
+docs_state() {  # a checksum of what is installed now
+    { cat "$ROOT/usr/local/share/bash-completion/completions/kiosk" "$ROOT/usr/local/share/zsh/site-functions/_kiosk" \
+          "$ROOT"/usr/local/share/man/man1/kiosk*.1 2>/dev/null || true; } | sha256sum
+}
+docs_before=$(docs_state)
+install_file 0644 "$SRC/deploy/completion/kiosk.bash" "$ROOT/usr/local/share/bash-completion/completions/kiosk"
+install_file 0644 "$SRC/deploy/completion/_kiosk" "$ROOT/usr/local/share/zsh/site-functions/_kiosk"
+for page in "$SRC"/man/kiosk*.1; do
+    install_file 0644 "$page" "$ROOT/usr/local/share/man/man1/$(basename "$page")"
+done
+for page in "$ROOT"/usr/local/share/man/man1/kiosk*.1; do  # a command that went away takes its page along
+    if [ -f "$page" ] && [ ! -f "$SRC/man/$(basename "$page")" ]; then
+        run rm -f "$page"
+    fi
+done
+if [ "$docs_before" = "$(docs_state)" ]; then
+    say "  ok: bash and zsh completion, man pages (man kiosk)"
+elif [ -z "$ROOT" ] && [ "$DRY_RUN" = 0 ] && command -v mandb >/dev/null 2>&1; then
+    run mandb -q
 fi
 
 # ---------------------------------------------------------------- configuration

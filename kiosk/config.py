@@ -127,6 +127,12 @@ class ClockSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # The Prometheus textfile (node_exporter's textfile collector), rewritten atomically; "" = off.
+    textfile: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str | None = None
     kiosk: KioskSettings = field(default_factory=KioskSettings)
@@ -137,6 +143,7 @@ class Settings:
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def store_path(self) -> Path:
@@ -162,6 +169,7 @@ SECTIONS: dict[str, type] = {
     "feedback": FeedbackSettings,
     "display": DisplaySettings,
     "clock": ClockSettings,
+    "metrics": MetricsSettings,
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -248,6 +256,7 @@ def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool
         source = "none" if not sync_file else "kernel" if sync_file == DEFAULT_SYNC_FILE else "file"
         sections["clock"] = replace(sections["clock"], source=source)
     api = _relative_paths(path, sections.get("api", ApiSettings()))
+    sections["kiosk"] = _relative_state_dir(path, sections.get("kiosk", KioskSettings()))
     if api.secret and path and os.stat(path).st_mode & stat.S_IROTH:
         raise ConfigError(path, "api.secret", f"the file holds the API secret but everyone may read it; "
                           f"run: chmod o-rwx {path} (or move the secret to api.secret_file)")
@@ -266,6 +275,14 @@ def _relative_paths(path: str | None, api: ApiSettings) -> ApiSettings:
     changes = {key: os.path.join(base, getattr(api, key)) for key in ("secret_file", "ca_bundle")
                if getattr(api, key) and not os.path.isabs(getattr(api, key))}
     return replace(api, **changes) if changes else api
+
+
+def _relative_state_dir(path: str | None, kiosk: KioskSettings) -> KioskSettings:
+    """A relative ``state_dir`` is relative to the config file too: two shells in two working
+    directories must not make two stores."""
+    if not path or os.path.isabs(kiosk.state_dir):
+        return kiosk
+    return replace(kiosk, state_dir=os.path.join(os.path.dirname(os.path.abspath(path)), kiosk.state_dir))
 
 
 def _check_across(path: str | None, settings: Settings) -> None:
@@ -378,6 +395,9 @@ def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
         raise ConfigError(path, dotted, f"must be an absolute path, not {value!r}")
     if dotted == "kiosk.state_dir" and not value:
         raise ConfigError(path, dotted, "must not be empty")
+    if dotted == "metrics.textfile" and value and (not os.path.isabs(value) or not value.endswith(".prom")):
+        raise ConfigError(path, dotted, f"must be an absolute path ending in .prom (node_exporter reads only "
+                          f"those), e.g. /var/lib/prometheus/node-exporter/kiosk.prom, not {value!r}")
     return value
 
 

@@ -19,3 +19,13 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long runs (marked ``slow``) only when asked for with ``-m slow``; the normal run has bounded versions."""
+    if config.getoption("-m"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import handle_errors, json_option, load_settings, main
-from kiosk.cli.output import age, cell, emit_json, local, table
+from kiosk.cli import handle_errors, json_option, load_settings, main, read_store
+from kiosk.cli.output import age, cell, daemon_line, emit_json, local, table
 from kiosk.clock import Clock
-from kiosk.store import Store
+from kiosk.store import EmptyStore
 
 
-def _clock(settings, recorded: dict | None, sender: dict | None, held: int) -> tuple[dict, str]:
+def _clock(settings, recorded: dict | None, running: bool, held: int) -> tuple[dict, str]:
     """The ``clock`` object (trusted, source, skew_seconds, held) and a line for people.
 
     The running daemon's record (status ``clock``) knows TimeTrack's skew; without a
     running daemon, the configured source is asked here and now.
     """
     live = Clock.from_settings(settings.clock).summary()
-    running = bool(sender) and sender.get("state") != "stopped"
     use = recorded if running and isinstance(recorded, dict) and "trusted" in recorded else live
     clock = {"trusted": bool(use.get("trusted")), "source": str(use.get("source", live["source"])),
              "skew_seconds": use.get("skew_seconds"), "held": held}
@@ -31,21 +30,27 @@ def _clock(settings, recorded: dict | None, sender: dict | None, held: int) -> t
 def status(ctx: click.Context, as_json: bool) -> None:
     """Open clock-ins, the delivery queue, rejected and flagged counts, last delivery and error, the clock."""
     settings = load_settings(ctx)
-    with Store(settings.store_path, create=False) as store:
+    with read_store(ctx, settings) as store:
         summary = store.summary()
         recorded = store.status_value("clock")
-    sender = summary["sender"] or {}
-    summary["clock"], clock_detail = _clock(settings, recorded, sender, summary.get("held", 0))
+        missing = isinstance(store, EmptyStore)
+    daemon = summary["daemon"]
+    summary["clock"], clock_detail = _clock(settings, recorded, bool(daemon.get("running")), summary.get("held", 0))
     summary["clock_synced"] = summary["clock"]["trusted"]
     if as_json:
         emit_json(summary)
         return
-    state = cell(sender.get("state", "unknown (daemon not running?)"))
-    if sender.get("stuck_seconds"):
-        state += f" (stuck in a request for {int(sender['stuck_seconds'])} s)"
-    if sender.get("reason"):
-        state += f": {cell(sender['reason'], 200)}"
-    click.echo(f"sender:         {state}")
+    if missing:
+        click.echo(f"store:          none yet at {store.path} (the daemon or the first badge add creates it)")
+    click.echo(f"daemon:         {daemon_line(daemon)}")
+    sender = summary["sender"] or {}
+    state = cell(sender.get("state", "unknown"))
+    if daemon["running"]:
+        if sender.get("stuck_seconds"):
+            state += f" (stuck in a request for {int(sender['stuck_seconds'])} s)"
+        if sender.get("reason"):
+            state += f": {cell(sender['reason'], 200)}"
+    click.echo(f"sender:         {state if daemon['running'] else 'not running' + (f' (last: {state})' if sender else '')}")
     reader = summary["reader"]
     if reader:
         click.echo(f"reader:         {'ok' if reader.get('ok') else 'DOWN: ' + cell(reader.get('message', ''), 200)}")

@@ -23,6 +23,7 @@ resumes. An active buzzer cannot change pitch: it plays the same rhythm, and
 | clock-out | green: two blinks (0.3 s on, 0.2 s off) | green: two blinks (0.3 s on, 0.2 s off) | two short high beeps (0.1 s, one per blink) |
 | too soon | red and green alternate, 3 x (0.15 s red, 0.15 s green) | same | low double beep (0.15 s, 0.1 s gap) |
 | unknown, disabled or invalid badge | red steady 1.5 s | red steady 1.5 s | one long low tone (0.8 s) |
+| enrolled (a waiting `kiosk enroll` mapped this badge) | green: three quick blinks (0.15 s on, 0.1 s off), then green steady 0.6 s | same | rising low, mid, high beeps (0.15 s, 0.15 s, 0.3 s) |
 | error (tap not recorded) | red fast blinking, 6 x (0.1 s on, 0.1 s off) | same | three mid beeps (0.1 s on, 0.1 s off) |
 | repeat tap | nothing (a running pattern goes on) | nothing | nothing |
 | status backlog (entries wait offline) | red flash 0.1 s every 5 s | dim blue flash 0.1 s every 5 s | silent |
@@ -115,6 +116,8 @@ PATTERNS: dict[TapKind, tuple[Step, ...]] = {
     TapKind.DISABLED: _UNKNOWN,
     TapKind.INVALID: _UNKNOWN,
     TapKind.ERROR: _ERROR,
+    TapKind.ENROLLED: _pattern([(GREEN, 0.15), (OFF, 0.1)] * 3 + [(GREEN, 0.6)],
+                               [(TONE_LOW, 0.15), (None, 0.1), (TONE_MID, 0.15), (None, 0.1), (TONE_HIGH, 0.3)]),
 }
 #: Played once when the status turns to FAULT, before the fault sign.
 FAULT_ALERT = _ERROR
