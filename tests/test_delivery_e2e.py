@@ -12,7 +12,7 @@ kept), every stamp corrected by TimeTrack's time, and the secret in no log,
 status, queue list, rejected list or file.
 
 The bounded run is part of the normal suite; the full one (1,000 entries and
-more phases) runs with ``KIOSK_FULL_E2E=1`` (marker ``slow``) and prints its figures.
+more phases) runs with ``-m slow`` and prints its figures.
 """
 
 from __future__ import annotations
@@ -290,8 +290,6 @@ def test_all_faults_mixed_bounded(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("KIOSK_FULL_E2E") != "1", reason="the full run (>= 1,000 entries, several "
-                    "minutes): set KIOSK_FULL_E2E=1")
 def test_all_faults_mixed_full(tmp_path):
     figures = run_mixed(tmp_path, chunks=22, per_chunk=46, settle_phases=1.5)
     print(json.dumps(figures, sort_keys=True))
