@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import email.utils
 import errno
+import math
 import os
 import threading
 import time
@@ -238,7 +239,11 @@ class Clock:
     def observe(self, date_header: str, sent: float, received: float) -> None:
         """A ``Date`` header of TimeTrack's (verified TLS), with the request's boottimes.
 
-        Keeps the sample that is most precise now (older ones count their drift).
+        The sample in use is kept while later ones agree with it: both ends of an
+        entry are then corrected from one reference, and its length is exactly
+        what the boot clock measured. A new sample replaces it only when it is
+        far more precise (the first came from a slow round trip, or has drifted
+        for long), or disagrees beyond both uncertainties (the server's clock moved).
         """
         if not self.server_date:
             return
@@ -247,8 +252,39 @@ class Clock:
             return
         with self._lock:
             old = self._sample
-            if old is None or sample.uncertainty <= old.error_at(sample.at):
+            if old is None:
                 self._sample = sample
+                return
+            error = old.error_at(sample.at)
+            disagree = abs(sample.epoch_at_boot - old.epoch_at_boot) > error + sample.uncertainty
+            if disagree or sample.uncertainty < error / 2:
+                self._sample = sample
+
+    def sample_record(self) -> dict[str, Any] | None:
+        """The sample in use, to be kept across a restart in this boot (see :meth:`restore`)."""
+        with self._lock:
+            sample = self._sample
+        if sample is None or not self._boot:
+            return None
+        return {"boot": self._boot, "epoch_at_boot": sample.epoch_at_boot, "uncertainty": sample.uncertainty,
+                "at": sample.at}
+
+    def restore(self, record: Any) -> bool:
+        """Take up a sample a previous daemon of this boot recorded (:meth:`sample_record`): corrections
+        before and after a restart then share one reference. Anything else is ignored."""
+        if not self.server_date or not isinstance(record, dict) or not self._boot or record.get("boot") != self._boot:
+            return False
+        try:
+            sample = Sample(float(record["epoch_at_boot"]), float(record["uncertainty"]), float(record["at"]))
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not all(map(math.isfinite, (sample.epoch_at_boot, sample.uncertainty, sample.at))) \
+                or not 0 < sample.uncertainty <= SAMPLE_MAX_UNCERTAINTY or sample.at > self._boottime():
+            return False
+        with self._lock:
+            if self._sample is None:
+                self._sample = sample
+        return True
 
     def skew(self) -> float | None:
         """TimeTrack's time minus the local clock, in seconds (None: no Date seen yet)."""
@@ -324,12 +360,14 @@ class Clock:
     def summary(self) -> dict[str, Any]:
         """For ``kiosk status``, doctor and metrics: ``trusted``, ``source`` (the one trusted, or the
         configured one while untrusted), ``skew_seconds`` (None before TimeTrack's Date), ``offset_applied``
-        (stamps get TimeTrack's time), ``configured`` (clock.source) and ``detail`` (one line for people)."""
+        (stamps get TimeTrack's time), ``configured`` (clock.source), ``detail`` (one line for people)
+        and ``sample`` (:meth:`sample_record`, which the daemon keeps for a restart)."""
         trusted, source, offset = self._trust()
         skew = self.skew()
         detail = self._detail(trusted, source, offset, skew)
         return {"trusted": trusted, "source": source, "skew_seconds": None if skew is None else round(skew, 3),
-                "offset_applied": offset, "configured": self.source, "detail": detail}
+                "offset_applied": offset, "configured": self.source, "detail": detail,
+                "sample": self.sample_record()}
 
     def _detail(self, trusted: bool, source: str, offset: bool, skew: float | None) -> str:
         measured = f"; TimeTrack's clock differs by {skew:+.1f}s" if skew is not None else ""

@@ -416,8 +416,10 @@ class Daemon:
     def _publish_clock(self) -> None:
         """The clock's trust for ``kiosk status`` (status record ``clock``), written when it changed."""
         summary = self.clock.summary()
+        sample = summary["sample"] or {}
         key = (summary["trusted"], summary["source"], summary["offset_applied"],
-               None if summary["skew_seconds"] is None else round(summary["skew_seconds"]))
+               None if summary["skew_seconds"] is None else round(summary["skew_seconds"]),
+               sample.get("epoch_at_boot"))
         if key != self._clock_published:
             self._clock_published = key
             self.store.set_status("clock", summary)

@@ -173,6 +173,36 @@ def test_date_samples_from_slow_round_trips_are_not_used():
     assert sample is not None and sample.uncertainty == pytest.approx(0.6)
 
 
+def test_the_sample_in_use_stays_while_later_ones_agree():
+    """Both ends of an entry from one reference: its length is what the boot clock measured."""
+    clock = unsynced_clock()
+    b = clk.boottime()
+    clock.observe(http_date(3600), b - 0.2, b)
+    first = clock.sample_record()
+    for shift in (0.4, -0.4, 0.9):  # within the uncertainties (the Date header has whole seconds)
+        clock.observe(http_date(3600 + shift), b - 0.2, b)
+    assert clock.sample_record() == first
+    clock.observe(http_date(3660), b - 0.2, b)  # the server's clock moved a minute: believe it
+    assert abs(clock.skew() - 3660) < 1.5
+    slow = unsynced_clock()
+    slow.observe(http_date(10), b - 8.0, b)  # a slow round trip: +-4.5 s
+    slow.observe(http_date(10), b - 0.1, b)  # far more precise: taken
+    assert slow.sample_record()["uncertainty"] == pytest.approx(0.55)
+
+
+def test_a_restart_in_the_same_boot_takes_up_the_recorded_sample():
+    measured = unsynced_clock()
+    observe(measured, 3600)
+    record = measured.sample_record()
+    restarted = unsynced_clock()
+    assert restarted.restore(record) and restarted.synced() and restarted.sample_record() == record
+    other_boot = unsynced_clock()
+    assert not other_boot.restore({**record, "boot": "another-boot"}) and not other_boot.synced()
+    for bad in (None, {}, {**record, "uncertainty": "x"}, {**record, "at": clk.boottime() + 3600},
+                {**record, "epoch_at_boot": float("nan")}):
+        assert not unsynced_clock().restore(bad)
+
+
 def test_the_server_date_setting_and_the_sources_own_word():
     off = unsynced_clock(server_date=False)
     observe(off, 3600)
@@ -319,6 +349,34 @@ def test_timetracks_date_within_max_skew_lets_entries_go_with_local_times(tmp_pa
         rows = emu.entries()
     for row, start in zip(rows, (taps[0], taps[2])):
         assert abs((clk.from_api(row["from"]) - start).total_seconds()) < 1.5
+
+
+def test_a_restarted_daemon_keeps_timetracks_time_without_asking_again(tmp_path):
+    """SIGKILL, then a restart while TimeTrack is unreachable: the same boot, the same reference."""
+    with Emulator(key=KEY, secret=SECRET) as emu:
+        emu.set_faults(date_offset=3600)
+        cfg = write_kiosk_config(tmp_path, emu.url, f'source = "file"\nsync_file = "{tmp_path / "sync"}"\n')
+        kiosk(cfg, "badge", "add", ANNA, "anna")
+        d = Daemon(cfg)
+        d.tap(ANNA)
+        assert d.line().startswith("IN  anna")
+        assert wait_for(lambda: kiosk_json(cfg, "status")["clock"]["source"] == "timetrack")
+        d.kill()
+    d = Daemon(cfg)  # the emulator is gone: nobody can vouch now but the recorded measurement
+    try:
+        assert wait_for(lambda: kiosk_json(cfg, "status")["daemon"]["running"])
+        status = kiosk_json(cfg, "status")
+        time.sleep(0.05)
+        d.tap(ANNA)
+        assert d.line().startswith("OUT anna")
+        assert wait_for(lambda: kiosk_json(cfg, "status")["outbox"] == 1 and kiosk_json(cfg, "status")["held"] == 0)
+    finally:
+        assert d.close_input() == 0
+    assert status["clock"]["trusted"] and status["clock"]["source"] == "timetrack"
+    [entry] = kiosk_json(cfg, "queue", "list")
+    start, end = clk.from_iso(entry["from"]), clk.from_iso(entry["to"])
+    assert timedelta(0) < end - start < timedelta(seconds=30)
+    assert abs((start - datetime.now(UTC)).total_seconds() - 3600) < 60
 
 
 def test_without_any_witness_entries_wait_and_status_says_why(tmp_path):

@@ -251,7 +251,8 @@ def run_mixed(tmp_path: Path, chunks: int, per_chunk: int, settle_phases: float)
     # ---- stored exactly once, none lost
     with Store(tmp_path / "state" / "kiosk.sqlite", create=False) as store:
         delivered, rejected = store.delivered(), store.rejected()
-        assert store.outbox_count() == 0 and store.flagged_count() == 0 and store.open_clock_ins() == [] or True
+        flagged = [(f.was, f.reason) for f in store.flagged()]
+        assert store.outbox_count() == 0 and store.held_count() == 0 and flagged == [], flagged
         open_now = [o.username for o in store.open_clock_ins()]
     counts = Counter((r["user"], r["from"], r["to"]) for r in rows)
     duplicates = sum(c - 1 for c in counts.values())
