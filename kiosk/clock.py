@@ -131,7 +131,8 @@ class KernelTime:
 
 
 def kernel_time() -> KernelTime:
-    """Read the kernel's NTP state with a read-only ``adjtimex()`` (``modes = 0``).
+    """Read the kernel's NTP state with a read-only ``adjtimex()`` (``modes = 0``; glibc makes it the
+    ``clock_adjtime`` system call, so a seccomp filter must allow that one: see systemd/kiosk.service).
 
     Never raises: an unreadable state (not Linux, a seccomp filter that refuses
     the call, values no layout could give) is "not synchronised" with ``error`` set.
@@ -152,7 +153,7 @@ def kernel_time() -> KernelTime:
     if _adjtimex(ctypes.byref(tx)) == -1:
         code = ctypes.get_errno()
         return KernelTime(False, 0.0, 0.0, 0, f"adjtimex: {os.strerror(code) if code else 'failed'}"
-                          + (" (a seccomp filter? allow adjtimex in the unit)" if code == errno.EPERM else ""))
+                          + (" (a seccomp filter? allow adjtimex and clock_adjtime in the unit)" if code == errno.EPERM else ""))
     if not (0 <= tx.maxerror <= 10 * MAXERROR_SYNCED_US and 0 <= tx.esterror <= 10 * MAXERROR_SYNCED_US
             and 0 <= tx.status < 0x10000):
         return KernelTime(False, 0.0, 0.0, 0, "adjtimex gave values no struct timex layout can hold")

@@ -16,7 +16,7 @@ from kiosk.config import Settings
 from kiosk.doctor import CLOCK_FIX, FAIL, OK, PING_TIMEOUT_MAX, SKIP, WARN, Check, _needs_config
 from kiosk.exc import StoreError
 
-SOURCE_FIX = ('allow the read-only adjtimex() call (SystemCallFilter=adjtimex, no ProtectClock=) or set '
+SOURCE_FIX = ('allow the read-only adjtimex() call (SystemCallFilter=adjtimex clock_adjtime, no ProtectClock=) or set '
               'clock.source = "file"')
 
 
