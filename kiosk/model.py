@@ -63,16 +63,27 @@ class _Record:
     TIMES: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
+    def _layout(cls) -> tuple[dict[str, str], tuple[tuple[str, str, bool], ...]]:
+        """(stored key -> attribute, and per attribute: (attribute, stored key, is a time)), made once per class."""
+        layout = cls.__dict__.get("_LAYOUT")
+        if layout is None:
+            names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]  # type: ignore[arg-type]
+            columns = tuple((n, cls.KEYS.get(n, n), n in cls.TIMES) for n in names)
+            layout = ({key: name for name, key, _ in columns}, columns)
+            setattr(cls, "_LAYOUT", layout)  # noqa: B010 - a class-level cache, not a dataclass field
+        return layout
+
+    @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]
-        stored = {cls.KEYS.get(name, name): name for name in known}
+        stored, columns = cls._layout()
+        times = cls.TIMES
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in record.items():
             name = stored.get(key)
             if name is None:
                 extra[key] = value
-            elif name in cls.TIMES:
+            elif name in times:
                 values[name] = _opt_time(value)
             else:
                 values[name] = value
@@ -80,13 +91,9 @@ class _Record:
 
     def to_record(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extra)  # type: ignore[attr-defined]
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if f.name in self.TIMES:
-                value = _opt_iso(value)
-            out[self.KEYS.get(f.name, f.name)] = value
+        for name, key, is_time in self._layout()[1]:
+            value = getattr(self, name)
+            out[key] = _opt_iso(value) if is_time else value
         return out
 
     def replace(self, **changes: Any) -> Self:

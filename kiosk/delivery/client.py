@@ -38,6 +38,7 @@ import requests
 
 from kiosk import clock, text
 from kiosk.config import ApiSettings, check_base_url, is_loopback
+from kiosk.delivery.lanes import Lanes
 from kiosk.delivery.answers import (  # noqa: F401 - re-exported: the client's public vocabulary
     NOT_SENT,
     Cause,
@@ -121,18 +122,30 @@ class TimeTrackClient:
             verify=self.verify, proxies=requests.utils.get_environ_proxies(self.base_url),
             timeout=self.timeout, deadline=self.deadline)
         self.page_limit = PAGE_LIMIT  # rows per lookup page
+        self._lanes: Lanes | None = None
 
     def __repr__(self) -> str:
         return f"TimeTrackClient(base_url={self.base_url!r}, key={_mask(self.api.key)}, secret=********)"
 
     def close(self) -> None:
         self.transport.close()
+        if self._lanes is not None:
+            self._lanes.close()
 
     def abort(self) -> None:
         """From any thread: abandon the request in hand now (it ends as ``Cause.ABORTED``) and
-        refuse any further one (the sender is stopping)."""
+        refuse any further one (the sender is stopping); the lanes' requests too."""
         self.transport.close()
         self.transport.abort()
+        if self._lanes is not None:
+            self._lanes.abort()
+
+    def lanes(self) -> Lanes:
+        """Sibling clients on threads of their own, for requests side by side (made on first use,
+        closed and aborted with this client). See :mod:`kiosk.delivery.lanes`."""
+        if self._lanes is None:
+            self._lanes = Lanes(lambda: TimeTrackClient(self.api, clock=self.clock, observer=self.observer))
+        return self._lanes
 
     def __enter__(self) -> TimeTrackClient:
         return self

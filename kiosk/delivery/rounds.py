@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,8 @@ class Courier:
         self.monotonic = monotonic
         self._marks: list[tuple[int, Any]] = []  # confirmed, not yet committed
         self._marks_since = 0.0
+        self._journal_open = False  # the in-flight record names the last batch (cleared with its marks)
+        self._flowing = False  # the last answer was a delivery: requests may go side by side
 
     # ------------------------------------------------------------ the round
 
@@ -100,6 +104,7 @@ class Courier:
             progress: Progress | None = None) -> Report:
         """One round; the caller holds the outbox lock. ``pause``: the breaker's count so far."""
         report = Report(pause=pause)
+        self._flowing = False
         self._recover()
         now, wall_now = self.monotonic(), clk.utcnow()
         settle = self.policy.timing.settle
@@ -132,7 +137,7 @@ class Courier:
                 report.sent_any = True
                 if self._send_batch(client, due, report, flush=flush, stopping=stopping, progress=progress):
                     break
-            self._commit_marks()
+            self._close_journal()
         finally:
             # A failure mid-round (a store error) leaves the in-flight record: every entry of it is
             # looked up before any re-send; confirmed deliveries are kept if possible.
@@ -147,25 +152,47 @@ class Courier:
     def _send_batch(self, client: TimeTrackClient, batch: list[OutboxEntry], report: Report, *, flush: bool,
                     stopping: Callable[[], bool], progress: Progress | None) -> bool:
         """Send (or look up) each entry of ``batch``; True when the round must stop."""
-        # Durable before any POST of the batch: if we die from here on, they are "ambiguous".
-        self.journal.begin([i for i, _ in self._marks] + [e.id for e in batch])
+        # Durable before any POST of the batch: if we die from here on, they are "ambiguous". The
+        # deliveries confirmed in the batch before are saved in the same transaction: one fsync.
+        marks, self._marks = self._marks, []
+        try:
+            self.journal.begin([e.id for e in batch], marks)
+        except Exception:
+            self._marks = marks + self._marks  # confirmed by the server: never forget them
+            raise
+        self._journal_open = True
         self.schedule.in_flight = frozenset(e.id for e in batch)
+        lanes = client.lanes()
+        pending: deque[tuple[OutboxEntry, Future]] = deque()
+        entries = iter(batch)
         stop = False
         try:
-            for entry in batch:
-                if not flush and stopping():
-                    stop = True
+            while True:
+                # Keep the lanes busy: the next entries go out while this thread records answers.
+                # After trouble (and at a round's start) one entry goes alone, like a probe: a
+                # portal or a refusing server gets one request, not one per lane.
+                width = lanes.width if self._flowing else 1
+                while not stop and len(pending) < width:
+                    entry = next(entries, None)
+                    if entry is None:
+                        break
+                    if not flush and stopping():
+                        stop = True
+                        break
+                    pending.append((entry, lanes.submit(self._deliver, entry)))
+                if not pending:
                     break
-                result, posted = self._deliver(client, entry)
-                stop = self._handle(client, entry, result, posted, report, flush=flush)
+                entry, future = pending.popleft()
+                result, posted = future.result()  # answers are recorded in queue order, here
+                # After a stop, answers already on their way are still recorded (never lost).
+                stop = self._handle(client, entry, result, posted, report, flush=flush) or stop
+                self._flowing = result.ok
                 if progress is not None:
                     progress(entry, result)
                 if self._marks and self.monotonic() - self._marks_since >= MARK_DELAY:
                     self._commit_marks()
-                if stop:
-                    break
-            self._commit_marks()
-            self.journal.end()
+            # The record stays until the next batch's begin (or the round's end) replaces it in
+            # the transaction that also saves this batch's deliveries.
         finally:
             self.schedule.in_flight = frozenset()
         return stop
@@ -265,6 +292,19 @@ class Courier:
         return True
 
     # ------------------------------------------------------------ bookkeeping
+
+    def _close_journal(self) -> None:
+        """The round is over: save the confirmed deliveries and clear the in-flight record, together."""
+        if not self._journal_open:
+            self._commit_marks()
+            return
+        marks, self._marks = self._marks, []
+        try:
+            self.journal.end(marks)
+        except Exception:
+            self._marks = marks + self._marks
+            raise
+        self._journal_open = False
 
     def _commit_marks(self) -> None:
         marks, self._marks = self._marks, []

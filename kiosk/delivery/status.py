@@ -56,7 +56,7 @@ class StatusBoard:
         self._published: tuple | None = None
         self._problem = False
         self._error_persisted: str | None = None
-        self._request_since: float | None = None
+        self._requests: dict[int, float] = {}  # thread id -> when its request in hand started
         self._stuck_noted: int | None = None
 
     @property
@@ -157,11 +157,13 @@ class StatusBoard:
 
     def request_started(self) -> None:
         with self._lock:
-            self._request_since = self._monotonic()
+            self._requests[threading.get_ident()] = self._monotonic()
 
     def request_ended(self) -> None:
         with self._lock:
-            self._request_since = None
+            self._requests.pop(threading.get_ident(), None)
+            if self._requests:  # another lane's request goes on: its time still counts
+                return
             noted, self._stuck_noted = self._stuck_noted, None
             if noted is not None:
                 self._status["stuck_seconds"] = None
@@ -170,9 +172,9 @@ class StatusBoard:
             self._persist(status)
 
     def in_request_for(self) -> float | None:
-        """Seconds the worker has been in the request in hand (None: not in a request)."""
+        """Seconds the oldest request in hand has lasted (None: not in a request)."""
         with self._lock:
-            since = self._request_since
+            since = min(self._requests.values(), default=None)
         return None if since is None else self._monotonic() - since
 
     def note_stuck(self, threshold: float) -> float | None:
@@ -183,7 +185,7 @@ class StatusBoard:
             return seconds
         whole = int(seconds)
         with self._lock:
-            if self._request_since is None or self._stuck_noted == whole:
+            if not self._requests or self._stuck_noted == whole:
                 return seconds
             self._stuck_noted = whole
             self._status["stuck_seconds"] = whole

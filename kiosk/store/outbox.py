@@ -92,23 +92,28 @@ class OutboxRecords(Database):
         """Move a confirmed entry out of the queue, keeping the server's id."""
         return self.mark_delivered_many([(entry_id, server_id)]) == 1
 
-    def mark_delivered_many(self, marks: list[tuple[int, Any]]) -> int:
+    def mark_delivered_many(self, marks: list[tuple[int, Any]], *, status: dict[str, Any] | None = None) -> int:
         """Move a batch of confirmed entries out of the queue in one transaction (one fsync).
 
-        Returns how many were still queued and moved.
+        ``status``: status records (name -> value) written in the same transaction, e.g. the
+        sender's in-flight record for its next batch. Returns how many entries were still queued and moved.
         """
         now = clock.utcnow()
         server_ids = {key("outbox", entry_id): server_id for entry_id, server_id in marks}
         with self.transaction() as db:
-            found = self._get_many(list(server_ids))  # one query, not one per entry
+            for name, value in (status or {}).items():
+                db[key("status", name)] = value
+            found = self._get_many(list(server_ids)) if server_ids else {}  # one query, not one per entry
             if not found:
                 return 0
-            delivered = {k: DeliveredEntry.from_record(rec).replace(server_id=server_ids[k], delivered_at=now)
-                         for k, rec in found.items()}
-            db.update({key("delivered", e.id): e.to_record() for e in delivered.values()})
+            # The stored form of DeliveredEntry: the queued record plus the server's id and when
+            # (built on the dicts: this runs for every entry of a drain).
+            at = to_iso(now)
+            db.update({key("delivered", rec["id"]): {**rec, "server_id": server_ids[k], "delivered_at": at}
+                       for k, rec in found.items()})
             self._delete_many(list(found))
-            last = delivered[next(reversed(delivered))]
-            db["status:last_delivery"] = {"at": to_iso(now), "id": last.id, "server_id": last.server_id}
+            last = next(reversed(found))
+            db["status:last_delivery"] = {"at": at, "id": found[last]["id"], "server_id": server_ids[last]}
             self._bump(db, "deliveries:delivered", len(found))
         return len(found)
 
