@@ -11,8 +11,8 @@ its moment, or as soon as the previous one was answered.
 
 Every answer is checked against the rules' model (computed from the moments
 the taps were written), and at the end the emulator must hold exactly one
-entry per clock-out. An echo process answers a line right after each tap,
-as the floor. ``--quick`` compresses the window to 30 s (the same 200
+entry per clock-out. The echo and commit floors (:mod:`bench.floors`) answer the
+same badge id right after each tap. ``--quick`` compresses the window to 30 s (the same 200
 employees, four times as dense) and says so in the result.
 """
 
@@ -78,9 +78,12 @@ def measure(workdir: Path, *, window: float, seed: Path, rng: random.Random, log
         config = write_config(workdir / "burst.toml", state_dir, emu.url,
                               rules=f"debounce_seconds = {DEBOUNCE:g}\nmin_session_seconds = {MIN_SESSION:g}")
         proc = kiosk_process(config, name="burst")
-        echo = LineProcess([sys.executable, "-m", "bench.floors", "echo"], env=base_env(),
-                           stderr=workdir / "burst-echo.log", name="echo")
-        floor = []
+        floors = {"echo": LineProcess([sys.executable, "-m", "bench.floors", "echo"], env=base_env(),
+                                      stderr=workdir / "burst-echo.log", name="echo"),
+                  "commit": LineProcess([sys.executable, "-m", "bench.floors", "commit",
+                                         str(workdir / "burst-floor.sqlite")], env=base_env(),
+                                        stderr=workdir / "burst-commit.log", name="commit")}
+        floor: dict[str, list[float]] = {"echo": [], "commit": []}
         try:
             proc.tap(stores.uid(stores.STAFF + 1), timeout=60)  # an unknown badge: up and answering
             log(f"burst: {len(plan)} taps of {stores.STAFF} employees within {window:g} s")
@@ -94,7 +97,8 @@ def measure(workdir: Path, *, window: float, seed: Path, rng: random.Random, log
                 want = expected(model, employee, time.monotonic() - start)
                 seconds, line = proc.tap(stores.uid(employee))
                 times.append(seconds)
-                floor.append(echo.tap("x")[0])  # the machine's noise, right after each tap
+                for name, process in floors.items():  # the machine's noise, right after each tap
+                    floor[name].append(process.tap(stores.uid(employee))[0])
                 outs += want == "OUT"
                 if line.split()[0] != want:
                     unexpected.append(f"employee{employee:03d}: expected {want}, got {line}")
@@ -104,11 +108,12 @@ def measure(workdir: Path, *, window: float, seed: Path, rng: random.Random, log
             delivered = emu.creates()
         finally:
             code = proc.stop()
-            echo.stop()
+            for process in floors.values():
+                process.stop()
     counts: dict[str, int] = {}
     for line in proc.lines[1:]:
         counts[line.split()[0]] = counts.get(line.split()[0], 0) + 1
     return {**summary_ms(times), "window_s": window, "compressed": window < 120, "taps": len(plan),
-            "answers": counts, "floor_echo_ms": summary_ms(floor), "unexpected": unexpected[:10], "unexpected_count": len(unexpected),
+            "answers": counts, "floors_ms": {k: summary_ms(v) for k, v in floor.items()}, "unexpected": unexpected[:10], "unexpected_count": len(unexpected),
             "taps_delayed_by_previous": waited, "clock_outs": outs, "delivered": delivered,
             "all_handled": not unexpected and len(times) == len(plan) and delivered == outs, "exit_code": code}

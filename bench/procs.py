@@ -314,10 +314,15 @@ def write_config(path: Path, state_dir: Path, base_url: str, *, reader: str = "s
 
 def kiosk_process(config: Path, *, name: str, simulated_rc522: bool = False, notify: NotifySocket | None = None,
                   **env: str) -> LineProcess:
-    """``kiosk run`` (over the simulated RC522 through :mod:`bench.simkiosk` if asked), log to a file."""
+    """``kiosk run`` (over the simulated RC522 through :mod:`bench.simkiosk` if asked), log to a file.
+
+    The log level is WARNING, or ``$BENCH_KIOSK_LOG_LEVEL`` (the log is ``<config>.log`` in the work
+    directory: ``python -m bench --keep`` keeps it).
+    """
     module = "bench.simkiosk" if simulated_rc522 else "kiosk"
     extra = dict(env)
     if notify is not None:
         extra["NOTIFY_SOCKET"] = notify.path
-    return LineProcess([sys.executable, "-m", module, "--config", str(config), "run", "--log-level", "WARNING"],
+    level = os.environ.get("BENCH_KIOSK_LOG_LEVEL", "WARNING")  # DEBUG: see what a slow tap waited on
+    return LineProcess([sys.executable, "-m", module, "--config", str(config), "run", "--log-level", level],
                        env=base_env(**extra), stderr=config.with_suffix(".log"), name=name)
