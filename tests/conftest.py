@@ -19,3 +19,14 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+def pytest_addoption(parser):
+    parser.addoption("--torture-long", action="store_true", default=False,
+                     help="run the torture tests (-m torture) at full length: 200 kills, more fuzzing examples")
+
+
+def pytest_configure(config):
+    from . import torture_support
+
+    torture_support.LONG = bool(config.getoption("--torture-long"))
