@@ -4,7 +4,7 @@ A real ``kiosk run`` is killed again and again (25 times here, 200 with
 ``--torture-long``): while a tap is in flight, while the sender is inside a
 POST, or while idle. Between kills the emulator (a process of its own) gets a
 new random fault: latency, 5xx, 429, dropped connections before and after the
-entry is stored, a proxy that stores and then answers 502, a captive portal's
+entry is stored, a proxy that stores and then answers 502 or 504 (503: see the last test), a captive portal's
 200 page, 401, dribbled answers. After every kill the store must pass
 ``PRAGMA integrity_check`` and hold exactly the model's state: the open
 clock-ins, and per person the entries made (queued, delivered or rejected),
@@ -37,7 +37,8 @@ FAULTS = [
     {"rate_limit": 0.4, "retry_after": 1},
     {"drop_before_store": 0.4},
     {"drop_after_store": 0.4},
-    {"gateway_error": 0.4},
+    {"gateway_error": 0.4, "gateway_status": 502},
+    {"gateway_error": 0.4, "gateway_status": 504},
     {"gateway_down": 0.4},
     {"captive_portal": "page"},
     {"unauthorized": True},
@@ -87,9 +88,13 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
                 store.add_badge(uid, user)
         model = Model()
         acked = inflight_committed = 0
-        for _ in range(KILLS):
-            emu.set_faults(**rng.choice(FAULTS), seed=rng.randrange(1 << 30))
-            daemon = Daemon(config)
+        history = []  # (cycle, faults) and each cycle's log, for the failure message
+        logs = tmp_path / "daemon-logs.txt"
+        for cycle in range(KILLS):
+            faults = rng.choice(FAULTS)
+            emu.set_faults(**faults, seed=rng.randrange(1 << 30))
+            history.append((cycle, faults))
+            daemon = Daemon(config, log_level="INFO")
             inflight = None
             for _ in range(rng.randint(0, 6)):
                 uid = rng.choice(list(USERS))
@@ -106,6 +111,8 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
             if inflight is None:
                 time.sleep(rng.uniform(0, 0.3))  # the sender is in a POST, or between two, or idle
             daemon.kill()
+            with open(logs, "a") as fh:
+                fh.write(f"---- cycle {cycle} faults {faults}\n{daemon.stderr_so_far()}")
             got = snapshot(state / "kiosk.sqlite")
             if inflight is not None and not model.matches(got):
                 model.step(inflight)  # the tap in flight was committed before the kill: one whole step
@@ -123,7 +130,37 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
         assert kiosk_json(config, "queue", "list", "--rejected") == []
         received = emu.entries()
     keys = [(e["user"], e["from"], e["to"]) for e in received]
-    assert len(keys) == len(set(keys)), "an entry reached TimeTrack twice"
+    twice = [e for e in received if keys.count((e["user"], e["from"], e["to"])) > 1]
+    assert not twice, f"entries reached TimeTrack twice: {twice}; daemon logs in {logs}"
     assert len(received) == made, f"{len(received)} entries at TimeTrack, {made} clock-outs made"
     per_user = {u: sum(1 for e in received if e["user"] == u) for u in USERS.values()}
     assert per_user == model.entries
+
+
+@pytest.mark.xfail(strict=True, reason="defect: the client takes every 503 for 'not processed' (RETRY) and sends "
+                   "again, but a proxy can answer 503 after forwarding a POST that was stored (the emulator's "
+                   "gateway_error fault; Envoy's 503 on an upstream reset): the entry reaches TimeTrack twice. "
+                   "Found by the 200-kill storm with gateway_error at random 502/503/504")
+def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
+    from kiosk.config import ApiSettings
+    from kiosk.delivery.sender import Sender
+    from kiosk.rules import TapKind, TapOutcome
+    from kiosk import clock
+    from datetime import timedelta
+
+    with EmulatorProcess(tmp_path, name="emulator") as emu:
+        emu.set_faults(gateway_error=1, gateway_status=503, max_faults=1)
+        with Store(tmp_path / "kiosk.sqlite") as store:
+            start = clock.utcnow() - timedelta(hours=1)
+            store.record(TapOutcome(TapKind.CLOCK_IN, "04C0FE00", start, "worker0"))
+            store.record(TapOutcome(TapKind.CLOCK_OUT, "04C0FE00", start + timedelta(minutes=30), "worker0",
+                                    since=start))
+            sender = Sender(store, ApiSettings(base_url=emu.url, key="bench-key", secret="bench-secret",
+                                               backoff_initial=0.01, backoff_max=0.02), settle=0.1)
+            for _ in range(20):
+                sender.flush()
+                if not store.outbox_count():
+                    break
+                time.sleep(0.05)
+        assert emu.stats()["faults"].get("gateway_error") == 1
+        assert len(emu.entries()) == 1, "the entry reached TimeTrack twice"
