@@ -6,7 +6,8 @@ store size: about 10 minutes on 2 cores. ``--quick``: 300 taps, 20,000 queued,
 10 s idle, 2,000 entries in 2 rounds, the burst compressed to 30 s, 3 starts:
 about 3 minutes. Progress goes to stderr; the report to stdout (JSON with
 ``--json``, the README's table with ``--markdown``, else both as text).
-``--from FILE`` prints a saved report again without measuring.
+``--from FILE`` prints a saved report again without measuring; ``--readme
+README.md`` puts its table into the README between the bench markers.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the README's table")
     parser.add_argument("--out", type=Path, help="also save the JSON report to this file")
     parser.add_argument("--from", dest="source", type=Path, help="print a saved report instead of measuring")
+    parser.add_argument("--readme", type=Path, metavar="FILE",
+                        help="replace the table between the bench markers in FILE (README.md) with this report's")
     parser.add_argument("--seed", type=int, default=20261130, help="random seed (tap order, gaps, burst plan)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (stores, logs)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target was missed")
@@ -82,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(workdir, ignore_errors=True)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.readme:
+        report.update_readme(args.readme, result)
+        log(f"{args.readme}: performance table updated")
     if args.json:
         print(json.dumps(result, indent=2))
     elif args.markdown:

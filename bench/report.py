@@ -14,7 +14,8 @@ from typing import Any
 
 from bench.stats import ratio
 
-COMMAND = "make bench  # = python -m bench --json --out bench-results.json"
+COMMAND = "make bench"  # = python -m bench --out bench/results.json
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 NOISY_ECHO_P99_MS = 2.0  # an echo through a pipe slower than this at p99: the machine was busy
 
 
@@ -104,8 +105,8 @@ def markdown(r: dict) -> str:
         f"{m['kernel']}; load average {m['loadavg_start'][0]:g} at the start, {m.get('loadavg_end', ['?'])[0]} at the "
         f"end{' (a busy machine: see the floors)' if r['noise']['noisy'] else ''}. "
         f"{'Quick run (`--quick`)' if r['quick'] else 'Full run'}: {n} taps per case, "
-        f"{r['backlog_queued']:,} entries in the backlog. Reproduce with `{COMMAND}`; "
-        "`python -m bench --markdown --from bench-results.json` prints this table again.",
+        f"{r['backlog_queued']:,} entries in the backlog. Reproduce with `{COMMAND}` (the JSON goes to "
+        "`bench/results.json`), then `make bench-readme` puts the new table here.",
         "",
         "| what | measured | target | |",
         "| --- | --- | --- | --- |",
@@ -165,3 +166,15 @@ def text(r: dict) -> str:
     """A plain summary for a terminal: the table, then what was missed."""
     missed = r["targets_missed"]
     return markdown(r) + "\n\n" + (f"targets missed: {', '.join(missed)}" if missed else "every target met") + "\n"
+
+
+def update_readme(path, r: dict) -> None:
+    """Replace what stands between :data:`START` and :data:`END` in ``path`` with :func:`markdown`."""
+    from pathlib import Path
+
+    text = Path(path).read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{path}: no {START} ... {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    Path(path).write_text(f"{head}{START}\n{markdown(r)}\n{END}{tail}")
