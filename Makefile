@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml deploy/build-deps.sh
 	PYTHON=$(PYTHON) sh deploy/build-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,keyboard,display,emulator]'
+	$(BIN)/pip install --quiet -e '.[test,keyboard,display,emulator,metrics]'
 	touch $@
 
 deps: $(VENV)/.installed

@@ -3,6 +3,7 @@
 # dependencies (systemd-python, RPi.GPIO and spidev compile C code) in a venv,
 # and the display's font.
 # As root it installs them; with sudo it asks sudo; otherwise it names them and fails.
+# --list: print the missing packages (nothing when none is missing) and change nothing.
 set -eu
 PYTHON=${PYTHON:-python3}
 missing=""
@@ -20,6 +21,10 @@ if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.pat
 fi
 if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
     need python3-venv
+fi
+if [ "${1:-}" = "--list" ]; then
+    [ -z "$missing" ] || echo "${missing# }"
+    exit 0
 fi
 [ -z "$missing" ] && exit 0
 

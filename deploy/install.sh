@@ -32,7 +32,8 @@ SKIP_VENV=${KIOSK_SKIP_VENV:-0}
 MODEL_FILE=${KIOSK_MODEL_FILE:-/proc/device-tree/model}
 USER_NAME=kiosk
 DEVICE_GROUPS=(spi gpio input i2c)
-APT_PACKAGES=(python3-venv git)
+# procps: /bin/kill, which the unit's ExecReload= runs (missing from minimal Debian images).
+APT_PACKAGES=(python3-venv git procps)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 say() { printf '%s\n' "$*"; }
@@ -153,8 +154,14 @@ else
     else
         say "  ok: ${APT_PACKAGES[*]}"
     fi
-    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev (installs only what is missing).
-    run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    # Compilers and headers for systemd-python, RPi.GPIO, spidev, evdev: only what is missing
+    # (run through `run` only then, so that a run with nothing to do shows no change).
+    build_missing=$(PYTHON=python3 sh "$SRC/deploy/build-deps.sh" --list)
+    if [ -n "$build_missing" ]; then
+        run env PYTHON=python3 sh "$SRC/deploy/build-deps.sh"
+    else
+        say "  ok: build dependencies"
+    fi
 fi
 if command -v python3 >/dev/null 2>&1 || [ "$DRY_RUN" = 0 ]; then
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -252,7 +259,7 @@ else
         [ -x "$VENV/bin/python" ] || run python3 -m venv "$VENV"
         # A regular (not editable) install: the daemon runs what was installed, not the working tree.
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
-        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,display]"
+        run "$VENV/bin/pip" install --quiet --disable-pip-version-check "${T_PREFIX}[keyboard,display,metrics]"
         run rm -rf "$T_PREFIX/build" "$T_PREFIX/kiosk.egg-info"
         if [ "$pi5" = 1 ]; then
             # Same RPi.GPIO API over /dev/gpiochip*; the two packages share files: remove both first.

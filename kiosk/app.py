@@ -16,6 +16,7 @@ import contextlib
 from typing import Any
 
 from kiosk import config, feedback as feedback_mod, readers
+from kiosk.metrics import MetricsWriter
 from kiosk.clock import Clock
 from kiosk.daemon import Daemon
 from kiosk.delivery.sender import Sender
@@ -48,7 +49,8 @@ def build(settings: config.Settings, *, store: Store | None = None, clock: Clock
         if feedback is None:
             feedback = feedback_mod.create(settings)
             undo.callback(feedback.close)
+        metrics = MetricsWriter(settings.metrics.textfile) if settings.metrics.textfile else None
         daemon = Daemon(settings, store=store, clock=clock, sender=sender, reader=reader, feedback=feedback,
-                        **daemon_options)
+                        metrics=metrics, **daemon_options)
         undo.pop_all()
     return daemon

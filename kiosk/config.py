@@ -117,6 +117,12 @@ class ClockSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # The Prometheus textfile (node_exporter's textfile collector), rewritten atomically; "" = off.
+    textfile: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     path: str | None = None
     kiosk: KioskSettings = field(default_factory=KioskSettings)
@@ -127,6 +133,7 @@ class Settings:
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     display: DisplaySettings = field(default_factory=DisplaySettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def store_path(self) -> Path:
@@ -152,6 +159,7 @@ SECTIONS: dict[str, type] = {
     "feedback": FeedbackSettings,
     "display": DisplaySettings,
     "clock": ClockSettings,
+    "metrics": MetricsSettings,
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -356,6 +364,9 @@ def _coerce(path: str | None, dotted: str, value: Any, kind: type) -> Any:
         raise ConfigError(path, dotted, f"must be an absolute path, not {value!r}")
     if dotted == "kiosk.state_dir" and not value:
         raise ConfigError(path, dotted, "must not be empty")
+    if dotted == "metrics.textfile" and value and (not os.path.isabs(value) or not value.endswith(".prom")):
+        raise ConfigError(path, dotted, f"must be an absolute path ending in .prom (node_exporter reads only "
+                          f"those), e.g. /var/lib/prometheus/node-exporter/kiosk.prom, not {value!r}")
     return value
 
 

@@ -22,11 +22,12 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from kiosk import badges, clock as clock_mod, config, feedback as feedback_mod, readers, service, text
+from kiosk import __version__, badges, clock as clock_mod, config, feedback as feedback_mod, readers, service, text
 from kiosk.clock import Clock
 from kiosk.delivery.sender import Sender
 from kiosk.exc import BadgeIdError, StoreError
 from kiosk.feedback import Feedback, Health, Status
+from kiosk.metrics import MetricsWriter
 from kiosk.readers import Reader
 from kiosk.rules import TapKind, TapOutcome, decide
 from kiosk.signals import SignalBox
@@ -35,6 +36,8 @@ from kiosk.store import Store
 log = logging.getLogger("kiosk.daemon")
 STUCK_TAP_SECONDS = 30.0  # a tap still in progress after this stops the watchdog pings: systemd restarts us
 PRUNE_EVERY = 24 * 3600.0
+METRICS_EVERY = 5.0  # seconds between metrics writes when nothing changes
+METRICS_SOONEST = 1.0  # ... and at least this long between two writes after changes
 CORRECTION_BUDGET = 0.2  # seconds of held-entry correction per main-loop turn; taps interleave between batches
 
 
@@ -47,10 +50,11 @@ class Daemon:
     """
 
     def __init__(self, settings: config.Settings, *, store: Store, clock: Clock, sender: Sender, reader: Reader,
-                 feedback: Feedback, tick: float = 1.0, drain_seconds: float = 0.0,
-                 stuck_after: float = STUCK_TAP_SECONDS):
+                 feedback: Feedback, metrics: MetricsWriter | None = None, tick: float = 1.0,
+                 drain_seconds: float = 0.0, stuck_after: float = STUCK_TAP_SECONDS):
         self.settings = settings
         self.store, self.clock, self.sender, self.reader, self.feedback = store, clock, sender, reader, feedback
+        self.metrics = metrics
         self.rules = settings.rules
         self.stop_event = threading.Event()
         self.exit_code = 0
@@ -73,6 +77,9 @@ class Daemon:
         self._clock_lock = threading.RLock()
         self._busy_since: float | None = None  # a tap in progress since (monotonic)
         self._next_prune = 0.0
+        self._last_metrics = -METRICS_EVERY  # monotonic time of the last metrics write
+        self._changed = False  # a tap or a delivery since the last metrics write
+        self._unsaved_errors = 0  # ERROR taps not yet counted in the store (it was failing)
 
     # ------------------------------------------------------------ taps
 
@@ -119,6 +126,8 @@ class Daemon:
 
     def _error(self, outcome: TapOutcome, message: str) -> TapOutcome:
         outcome = replace(outcome, kind=TapKind.ERROR, message=message)
+        self._unsaved_errors += 1  # the store could not count it: the main loop does, once it can
+        self._changed = True
         self.feedback.show(outcome)
         log.error("tap %s not recorded: %s", outcome.uid, message,
                   extra={"KIOSK_OUTCOME": "error", "KIOSK_BADGE": outcome.uid})
@@ -145,6 +154,7 @@ class Daemon:
             log.warning("entry %s of %s: %s", entry_id, outcome.username, outcome.note)
         if entry_id is not None:
             self.sender.wake()
+        self._changed = True
         return outcome
 
     def _read_loop(self) -> None:
@@ -181,6 +191,7 @@ class Daemon:
             log.exception("cannot record feedback status")
 
     def _on_sender_status(self, status: dict) -> None:
+        self._changed = True
         state = status.get("state", "")
         self._set_fault("sender", "credentials rejected" if state == "credentials rejected" else None)
         with self._status_lock:
@@ -248,7 +259,60 @@ class Daemon:
             removed = self.store.prune(clock_mod.utcnow() - timedelta(days=self.settings.kiosk.history_days))
             if removed:
                 log.info("pruned %d history records older than %g days", removed, self.settings.kiosk.history_days)
+        self._save_error_count()
+        self._write_metrics(now)
         return more
+
+    def _save_error_count(self) -> None:
+        """Count ERROR taps in the store once it works again (the counters survive restarts)."""
+        n = self._unsaved_errors
+        if not n:
+            return
+        try:
+            self.store.bump_counter("taps:error", n)
+        except Exception:
+            return  # still failing: the count waits in memory
+        self._unsaved_errors -= n
+
+    def _write_metrics(self, now: float) -> None:
+        """The Prometheus textfile: every few seconds, and within a second of a tap or a delivery."""
+        if self.metrics is None:
+            return
+        since = now - self._last_metrics
+        if since < (METRICS_SOONEST if self._changed else METRICS_EVERY):
+            return
+        self._changed = False
+        self._last_metrics = now
+        try:
+            snapshot = self.metrics_snapshot()
+        except Exception:
+            log.exception("cannot gather the metrics")
+            return
+        self.metrics.update(snapshot)
+
+    def metrics_snapshot(self) -> dict:
+        """What ``kiosk_*`` metrics show, read on the sender's connection (never the tap's)."""
+        store = self.sender.store
+        counters = store.counters()
+        oldest = store.oldest_queued()
+        last = store.status_value("last_delivery")
+        taps = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("taps:")}
+        taps["error"] = taps.get("error", 0) + self._unsaved_errors
+        return {
+            "queue_entries": store.outbox_count(),
+            "queue_oldest_age_seconds": (clock_mod.utcnow() - oldest.queued_at).total_seconds()
+            if oldest is not None and oldest.queued_at is not None else None,
+            "rejected_entries": store.rejected_count(),
+            "flagged_entries": store.flagged_count(),
+            "open_clock_ins": store.open_count(),
+            "taps_total": taps,
+            "deliveries_total": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("deliveries:")},
+            "last_delivery_timestamp_seconds": clock_mod.from_iso(last["at"]).timestamp() if last else None,
+            "reader_up": bool(self.reader.healthy),
+            "clock_synced": self.clock.synced(),
+            "name": self.settings.kiosk.name,
+            "version": __version__,
+        }
 
     def _check_store(self) -> None:
         """Notice a store file deleted or replaced under us: a fault, and taps answered ERROR."""

@@ -126,7 +126,7 @@ def test_dry_run_plans_everything_and_changes_nothing(root):
     for planned in (
         "would copy the repository's files to " + r + "/opt/kiosk",
         f"would run: python3 -m venv {r}/opt/kiosk/.venv",
-        f"would run: {r}/opt/kiosk/.venv/bin/pip install --quiet --disable-pip-version-check {r}/opt/kiosk\\[keyboard\\,display\\]",
+        f"would run: {r}/opt/kiosk/.venv/bin/pip install --quiet --disable-pip-version-check {r}/opt/kiosk\\[keyboard\\,display\\,metrics\\]",
         f"would run: ln -sfn /opt/kiosk/.venv/bin/kiosk {r}/usr/local/bin/kiosk",
         f"would run: install -d -m 0750 {r}/etc/kiosk",
         f"would run: install -m 0640 {EXAMPLE} {r}/etc/kiosk/kiosk.toml",

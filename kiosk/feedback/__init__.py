@@ -15,6 +15,11 @@ Two optional hooks, which the base class implements as "do nothing":
 
 ``feedback.devices = ["gpio", "display"]`` combines several devices
 (:class:`kiosk.feedback.multi.MultiFeedback`); ``feedback.type`` names one.
+
+    >>> feedback = create(settings)                        # doctest: +SKIP
+    >>> feedback.show(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", now, "anna"))   # returns at once
+    >>> feedback.set_status(Status(Health.BACKLOG, "entries waiting for delivery", queued=12))
+    >>> feedback.close()
 """
 
 from __future__ import annotations

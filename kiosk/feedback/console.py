@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO
 
 from kiosk.feedback import Feedback, Health, Status
@@ -57,6 +57,15 @@ def describe(outcome: TapOutcome) -> str:
 
 
 class ConsoleFeedback(Feedback):
+    """One line per outcome on ``stream`` (stdout), coloured on a terminal; STATUS lines when the condition changes.
+
+        >>> import io
+        >>> out = io.StringIO()
+        >>> ConsoleFeedback(out, colour=False).show(TapOutcome(TapKind.UNKNOWN, "04A1B2C3", datetime.now(UTC)))
+        >>> out.getvalue()
+        'UNKNOWN 04A1B2C3\\n'
+    """
+
     name = "console"
 
     def __init__(self, stream: IO[str] | None = None, *, colour: bool | None = None):

@@ -294,6 +294,16 @@ class GpioFeedback(Feedback):
     None uses gpiozero's default. ``time_scale`` multiplies every duration
     (1.0 on a kiosk; tests and demos may speed patterns up).
     Raises :class:`~kiosk.exc.GpioUnavailable` naming the pin if a device cannot be set up.
+
+        >>> from datetime import UTC, datetime
+        >>> from gpiozero.pins.mock import MockFactory, MockPWMPin
+        >>> from kiosk.config import FeedbackSettings
+        >>> factory = MockFactory(pin_class=MockPWMPin)
+        >>> leds = GpioFeedback(FeedbackSettings(), pin_factory=factory)
+        >>> leds.show(TapOutcome(TapKind.CLOCK_IN, "04A1B2C3", datetime.now(UTC), "anna"))  # returns at once
+        >>> leds.wait_idle(5)
+        True
+        >>> leds.close()
     """
 
     name = "gpio"

@@ -305,6 +305,11 @@ class Database:
         k = key("counter", counter)
         db[k] = int(db.get(k, 0)) + n
 
+    def bump_counter(self, counter: str, n: int = 1) -> None:
+        """Add ``n`` to a persistent counter in a transaction of its own (e.g. taps the store could not record)."""
+        with self.transaction() as db:
+            self._bump(db, counter, n)
+
     def counters(self) -> dict[str, int]:
         """Every persistent counter: ``{"taps:clock_in": 12, "deliveries:delivered": 9, ...}``."""
         return {k.split(":", 1)[1]: int(v) for k, v in self._page("counter", limit=None)}

@@ -57,6 +57,9 @@ class TapRecords(Database):
         rec = self._get(key("open", username))
         return None if rec is None else OpenClockIn.from_record(rec)
 
+    def open_count(self) -> int:
+        return self._count("open")
+
     def open_clock_ins(self) -> list[OpenClockIn]:
         """Everyone clocked in now (one per person: bounded by the staff, not by time)."""
         return [OpenClockIn.from_record(v) for _, v in self._walk("open")]
