@@ -33,6 +33,7 @@ def assemble(results: dict[str, Any], *, quick: bool, backlog_n: int, machine: d
     out["tap_vs_echo_floor"] = {q: ratio(up[q], floors["echo"][q]) for q in ("p50", "p99", "max")}
     out["tap_unexpected_answers"] = tap["unexpected"]
     out["drain_during_taps"] = tap["drain"]
+    out["slow_server_requests"] = tap.get("slow_server_requests")  # answered by the 10 s server during the taps
     idle = results["idle"]
     out["idle_cpu_percent"] = idle["daemon"]
     out["idle_cpu_percent_stock_library_10hz"] = idle["stock_library_10hz"]
