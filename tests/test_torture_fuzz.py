@@ -308,8 +308,8 @@ csv_texts = st.one_of(
 
 
 @SLOW
-@given(text=csv_texts)
-def test_fuzzed_csv_imports_exit_cleanly_and_a_refused_one_changes_nothing(tmp_path_factory, text):
+@given(text=csv_texts, flags=st.sampled_from([[], ["--dry-run"], ["--replace"]]))
+def test_fuzzed_csv_imports_exit_cleanly_and_a_refused_one_changes_nothing(tmp_path_factory, text, flags):
     if not HAS_IMPORT:
         pytest.skip("kiosk badge import is not on this branch yet (the sysadmin branch brings it)")
     tmp = tmp_path_factory.mktemp("csv")
@@ -321,14 +321,14 @@ def test_fuzzed_csv_imports_exit_cleanly_and_a_refused_one_changes_nothing(tmp_p
         before = store.badges()
     csv = tmp / "badges.csv"
     csv.write_bytes(text)
-    result = CliRunner().invoke(cli, ["--config", str(config), "badge", "import", str(csv)])
+    result = CliRunner().invoke(cli, ["--config", str(config), "badge", "import", *flags, str(csv)])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"badge import raised {result.exception!r} on {text!r}") from result.exception
     assert result.exit_code in (0, 1, 2, 78), (result.exit_code, result.output)
     assert "Traceback" not in result.output
-    if result.exit_code != 0:
+    if result.exit_code != 0 or flags == ["--dry-run"]:
         with Store(tmp / "state" / "kiosk.sqlite", create=False) as store:
-            assert store.badges() == before, "a refused import changed the badges"
+            assert store.badges() == before, "a refused import (or a dry run) changed the badges"
 
 
 HAS_IMPORT = _has_badge_import()
