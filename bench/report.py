@@ -131,6 +131,8 @@ def markdown(r: dict) -> str:
     row("draining / fresh, p99", _fmt(ratio(lat["backlog_draining"]["p99"], lat["fresh_draining"]["p99"])),
         "tap p99 draining backlog / fresh, same API (derived)")
     row("tap, display failing on every write", _lat(lat["display_broken"]))
+    if "display_hang" in lat:
+        row("tap, display whose writes hang", _lat(lat["display_hang"]))
     row("failing display / no display, p99", _fmt(r["display_broken_vs_none_p99"]),
         "tap p99 broken display / no display (derived)")
     row("floor: durable SQLite commit, own process", _lat(floors["commit"]))

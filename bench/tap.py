@@ -10,7 +10,10 @@ the floors measured in the same rounds show how loud the machine was:
    kiosk's ``read_timeout`` is 5 s, so timeouts and the ambiguous-delivery
    path run), ``backlog`` (API down, N entries queued), ``display_broken``
    (API up, console plus an SSD1306 display whose every write raises,
-   ``KIOSK_DISPLAY_SIM=broken``; against ``up``, which has no display), and
+   ``KIOSK_DISPLAY_SIM=broken``: the simulated bus raises on every write, so
+   opening the panel fails and is retried with backoff; against ``up``, which
+   has no display), ``display_hang`` (every write blocks: the drawing thread
+   is stuck for good), and
    the ``echo`` and ``commit`` floors (:mod:`bench.floors`).
 2. ``backlog_draining`` (N queued, API up: the sender drains the queue to an
    emulator of its own while the taps come) with ``fresh_draining`` (a fresh
@@ -113,6 +116,7 @@ def measure(workdir: Path, *, taps: int, backlog_n: int, seed: Path, backlog_see
             "slow": kiosk(workdir, "slow", seed, slow.url),
             "backlog": kiosk(workdir, "backlog", backlog_seed, down_url),
             "display_broken": kiosk(workdir, "display_broken", seed, up.url, display="broken"),
+            "display_hang": kiosk(workdir, "display_hang", seed, up.url, display="hang"),
         })
         try:
             wait_ready(procs, first)
