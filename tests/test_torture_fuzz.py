@@ -204,6 +204,9 @@ def answers(draw) -> bytes:
     reason = draw(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20))
     body = draw(json_bodies | st.binary(max_size=500) | st.just(b""))
     headers = draw(st.lists(st.tuples(header_names, header_values), max_size=5))
+    # A Location that is not UTF-8 on a redirect: its own test below (a known defect).
+    headers = [(n, v.encode("latin-1").decode("ascii", "replace").replace("\ufffd", "?") if n == "Location" else v)
+               for n, v in headers]
     lines = [f"HTTP/1.1 {status} {reason}"]
     if not any(name == "Content-Length" for name, _ in headers) and draw(st.booleans()):
         headers.append(("Content-Length", str(len(body))))
@@ -253,6 +256,18 @@ def test_deeply_nested_json_answer_is_classified_not_raised(raw_server):
     with TimeTrackClient(api) as client:
         result = client.create(ENTRY)
     assert isinstance(result, SendResult)
+
+
+@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
+                   reason="defect: requests decodes a redirect's Location as UTF-8 even with allow_redirects=False "
+                   "(Session.send computes resp.next; psf/requests#4926, PR #4372), and the client catches only "
+                   "RequestException: a 3xx with a Latin-1 Location raises out of create() and ping()")
+def test_redirect_with_a_latin1_location_is_classified_not_raised(raw_server):
+    raw_server.holder["answer"] = b"HTTP/1.1 301 Moved\r\nLocation: /caf\xe9\r\nContent-Length: 0\r\n\r\n"
+    api = ApiSettings(base_url=raw_server.url, key="k", secret="s", connect_timeout=2, read_timeout=2)
+    with TimeTrackClient(api) as client:
+        result = client.create(ENTRY)
+    assert isinstance(result, SendResult) and result.outcome is SendOutcome.RETRY
 
 
 def test_daemon_facing_a_junk_api_keeps_answering_taps_and_logs_no_traceback(tmp_path):
