@@ -106,8 +106,8 @@ def config_texts(draw) -> bytes:
 
 @FAST
 @given(text=config_texts(), mode=st.sampled_from([0o600, 0o640, 0o644]))
-def test_fuzzed_config_files_get_a_message_and_exit_0_or_78(tmp_path_factory, text, mode):
-    path = tmp_path_factory.mktemp("cfg") / "kiosk.toml"
+def test_fuzzed_config_files_get_a_message_and_exit_0_or_78(tmp_path, text, mode):
+    path = tmp_path / "kiosk.toml"  # one file, rewritten by every example
     path.write_bytes(text)
     path.chmod(mode)
     result = CliRunner().invoke(cli, ["--config", str(path), "config", "check", "--json"], env={"KIOSK_CONFIG": None})

@@ -5,7 +5,7 @@ A real ``kiosk run`` is killed again and again (25 times here, 200 with
 POST, or while idle. Between kills the emulator (a process of its own) gets a
 new random fault: latency, 5xx, 429, dropped connections before and after the
 entry is stored, a proxy that stores and then answers 502 or 504 (503: see the last test), a captive portal's
-200 page, 401, dribbled answers. After every kill the store must pass
+redirect or 511 page, 401, dribbled answers. After every kill the store must pass
 ``PRAGMA integrity_check`` and hold exactly the model's state: the open
 clock-ins, and per person the entries made (queued, delivered or rejected),
 an in-flight tap counting as one whole step or none. At the end, with the
@@ -40,7 +40,9 @@ FAULTS = [
     {"gateway_error": 0.4, "gateway_status": 502},
     {"gateway_error": 0.4, "gateway_status": 504},
     {"gateway_down": 0.4},
-    {"captive_portal": "page"},
+    {"captive_portal": "redirect"},
+    {"captive_portal": "511"},
+    # captive_portal=page (a 200 HTML page) is left out: it loses entries today, see the test at the end.
     {"unauthorized": True},
     {"dribble_body": 0.01},
     {"latency": 0.05, "drop_after_store": 0.3, "error_rate": 0.2},
@@ -164,3 +166,26 @@ def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
                 time.sleep(0.05)
         assert emu.stats()["faults"].get("gateway_error") == 1
         assert len(emu.entries()) == 1, "the entry reached TimeTrack twice"
+
+
+@pytest.mark.xfail(strict=True, reason="defect (data loss): a captive portal's '200 OK' HTML page counts as a "
+                   "delivery (_classify_response takes any 2xx to a POST as DELIVERED, body unread): the entry "
+                   "leaves the queue and never reaches TimeTrack. Found by the 200-kill storm (5 of 146 lost)")
+def test_captive_portal_200_page_is_not_taken_for_a_delivery(tmp_path):
+    from kiosk.config import ApiSettings
+    from kiosk.delivery.sender import Sender
+    from kiosk.rules import TapKind, TapOutcome
+    from kiosk import clock
+    from datetime import timedelta
+
+    with EmulatorProcess(tmp_path, name="emulator") as emu:
+        emu.set_faults(captive_portal="page")
+        with Store(tmp_path / "kiosk.sqlite") as store:
+            start = clock.utcnow() - timedelta(hours=1)
+            store.record(TapOutcome(TapKind.CLOCK_IN, "04C0FE00", start, "worker0"))
+            store.record(TapOutcome(TapKind.CLOCK_OUT, "04C0FE00", start + timedelta(minutes=30), "worker0",
+                                    since=start))
+            Sender(store, ApiSettings(base_url=emu.url, key="bench-key", secret="bench-secret"), settle=0.1).flush()
+            kept = store.outbox_count()
+        assert emu.entries() == []
+        assert kept == 1, "the entry left the queue although TimeTrack never got it"
