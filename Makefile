@@ -3,13 +3,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick bench-readme torture lint clean deps
+.PHONY: demo test bench bench-quick bench-readme torture lint clean deps docs
 
 $(VENV)/.installed: pyproject.toml deploy/build-deps.sh
 	PYTHON=$(PYTHON) sh deploy/build-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,keyboard,display,emulator,metrics]'
+	$(BIN)/pip install --quiet -e '.[test,keyboard,display,emulator,metrics,docs]'
 	touch $@
 
 deps: $(VENV)/.installed
@@ -23,6 +23,7 @@ test: $(VENV)/.installed
 # The full benchmark (about 10 minutes on 2 cores): the report on the terminal, the JSON in bench/results.json.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench --out bench/results.json
+	$(BIN)/python bench/admin.py
 
 # The CI-sized run (about 2 minutes): every key, smaller sizes.
 bench-quick: $(VENV)/.installed
@@ -35,6 +36,9 @@ bench-readme: $(VENV)/.installed
 # The torture tests at full length (200 kills, thousands of fuzzing examples); `make test` runs them bounded.
 torture: $(VENV)/.installed
 	$(BIN)/python -m pytest -m torture --torture-long
+
+docs: $(VENV)/.installed
+	$(BIN)/python deploy/gen-docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -279,6 +279,38 @@ else
     run ln -sfn "$PREFIX/.venv/bin/kiosk" "$T_LINK"
 fi
 
+# ---------------------------------------------------------------- completion and man pages
+# Generated from the click commands (deploy/gen-docs.py) and committed; installed where
+# bash-completion, zsh and man look by default for locally installed software.
+step "Shell completion and man pages"
+install_file() {  # install_file MODE SOURCE TARGET: only when it differs
+    if [ -f "$3" ] && cmp -s "$2" "$3"; then
+        return 0
+    fi
+    [ -d "$(dirname "$3")" ] || run install -d -m 0755 "$(dirname "$3")"
+    run install -m "$1" "$2" "$3"
+}
+docs_state() {  # a checksum of what is installed now
+    { cat "$ROOT/usr/local/share/bash-completion/completions/kiosk" "$ROOT/usr/local/share/zsh/site-functions/_kiosk" \
+          "$ROOT"/usr/local/share/man/man1/kiosk*.1 2>/dev/null || true; } | sha256sum
+}
+docs_before=$(docs_state)
+install_file 0644 "$SRC/deploy/completion/kiosk.bash" "$ROOT/usr/local/share/bash-completion/completions/kiosk"
+install_file 0644 "$SRC/deploy/completion/_kiosk" "$ROOT/usr/local/share/zsh/site-functions/_kiosk"
+for page in "$SRC"/man/kiosk*.1; do
+    install_file 0644 "$page" "$ROOT/usr/local/share/man/man1/$(basename "$page")"
+done
+for page in "$ROOT"/usr/local/share/man/man1/kiosk*.1; do  # a command that went away takes its page along
+    if [ -f "$page" ] && [ ! -f "$SRC/man/$(basename "$page")" ]; then
+        run rm -f "$page"
+    fi
+done
+if [ "$docs_before" = "$(docs_state)" ]; then
+    say "  ok: bash and zsh completion, man pages (man kiosk)"
+elif [ -z "$ROOT" ] && [ "$DRY_RUN" = 0 ] && command -v mandb >/dev/null 2>&1; then
+    run mandb -q
+fi
+
 # ---------------------------------------------------------------- configuration
 step "Configuration in $T_CONF_DIR"
 ensure_dir 0750 "root:$USER_NAME" "$T_CONF_DIR"

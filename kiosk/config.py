@@ -237,6 +237,7 @@ def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool
             raise ConfigError(path, name, "must be a table, e.g. [" + name + "]")
         sections[name] = _section(path, name, SECTIONS[name], value)
     api = _relative_paths(path, sections.get("api", ApiSettings()))
+    sections["kiosk"] = _relative_state_dir(path, sections.get("kiosk", KioskSettings()))
     if api.secret and path and os.stat(path).st_mode & stat.S_IROTH:
         raise ConfigError(path, "api.secret", f"the file holds the API secret but everyone may read it; "
                           f"run: chmod o-rwx {path} (or move the secret to api.secret_file)")
@@ -255,6 +256,14 @@ def _relative_paths(path: str | None, api: ApiSettings) -> ApiSettings:
     changes = {key: os.path.join(base, getattr(api, key)) for key in ("secret_file", "ca_bundle")
                if getattr(api, key) and not os.path.isabs(getattr(api, key))}
     return replace(api, **changes) if changes else api
+
+
+def _relative_state_dir(path: str | None, kiosk: KioskSettings) -> KioskSettings:
+    """A relative ``state_dir`` is relative to the config file too: two shells in two working
+    directories must not make two stores."""
+    if not path or os.path.isabs(kiosk.state_dir):
+        return kiosk
+    return replace(kiosk, state_dir=os.path.join(os.path.dirname(os.path.abspath(path)), kiosk.state_dir))
 
 
 def _check_across(path: str | None, settings: Settings) -> None:

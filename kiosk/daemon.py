@@ -31,7 +31,7 @@ from kiosk.metrics import MetricsWriter
 from kiosk.readers import Reader
 from kiosk.rules import TapKind, TapOutcome, decide
 from kiosk.signals import SignalBox
-from kiosk.store import Store
+from kiosk.store import Store, presence
 
 log = logging.getLogger("kiosk.daemon")
 STUCK_TAP_SECONDS = 30.0  # a tap still in progress after this stops the watchdog pings: systemd restarts us
@@ -80,6 +80,9 @@ class Daemon:
         self._last_metrics = -METRICS_EVERY  # monotonic time of the last metrics write
         self._changed = False  # a tap or a delivery since the last metrics write
         self._unsaved_errors = 0  # ERROR taps not yet counted in the store (it was failing)
+        self.heartbeat = presence.Heartbeat(store.path)  # `kiosk status`: pid, and alive within seconds
+        self._enrolling: str | None = None  # username a pending `kiosk enroll` waits for
+        self._nudges = 0
 
     # ------------------------------------------------------------ taps
 
@@ -112,10 +115,51 @@ class Daemon:
         except Exception as exc:
             log.exception("cannot read the store for tap %s", uid)
             return self._error(TapOutcome(TapKind.ERROR, uid, stamp.at), f"store error: {exc}")
+        if outcome.kind is TapKind.UNKNOWN and self._enrolment_pending():
+            enrolled = self._enrol(outcome, stamp)
+            if enrolled is not None:
+                return enrolled  # no debounce memory: the badge's next tap clocks in
         outcome = self._commit(outcome, stamp)
         if outcome.kind is not TapKind.ERROR:  # a tap that was not recorded may be repeated at once
             self._last_seen[uid] = mono
         return outcome
+
+    def _enrol(self, outcome: TapOutcome, stamp) -> TapOutcome | None:
+        """A `kiosk enroll` waits: map this unknown badge to its user (None: no request after all)."""
+        try:
+            badge = self.store.enrol(outcome.uid, stamp.at)
+        except Exception as exc:
+            log.exception("cannot enrol badge %s", outcome.uid)
+            return self._error(outcome, f"enrolment not recorded: {exc}")
+        if badge is None:
+            return None
+        outcome = replace(outcome, kind=TapKind.ENROLLED, username=badge.username)
+        self.feedback.show(outcome)
+        log.info("tap %s enrolled for %s", outcome.uid, badge.username,
+                 extra={"KIOSK_OUTCOME": "enrolled", "KIOSK_BADGE": outcome.uid, "KIOSK_USERNAME": badge.username})
+        self._check_enrolment()
+        return outcome
+
+    def _enrolment_pending(self) -> bool:
+        try:
+            return self.store.enrolment() is not None
+        except Exception:
+            log.exception("cannot read the enrolment request")
+            return False
+
+    def _check_enrolment(self) -> None:
+        """Follow `kiosk enroll` requests; tell a feedback that can show it (an optional ``enrolling`` hook)."""
+        request = self.store.enrolment()
+        username = request["username"] if request else None
+        if username == self._enrolling:
+            return
+        self._enrolling = username
+        hook = getattr(self.feedback, "enrolling", None)
+        if hook is not None:
+            try:
+                hook(username)
+            except Exception:
+                log.exception("feedback enrolling hook failed")
 
     def _parse(self, raw: str | bytes | readers.Invalid) -> str:
         if isinstance(raw, readers.Invalid):  # the reader refused it already (e.g. too long)
@@ -252,6 +296,11 @@ class Daemon:
             log.info("secret file changed")
             self.reload()
         self._check_store()
+        self._check_enrolment()
+        nudges = self.store.nudges()  # entries queued by a `kiosk` command: deliver them now
+        if nudges != self._nudges:
+            self._nudges = nudges
+            self.sender.wake()
         more = self._check_clock()
         now = time.monotonic()
         if now >= self._next_prune and self.clock.synced():  # a clock far ahead must not prune
@@ -388,6 +437,7 @@ class Daemon:
             ("sender store", self.sender.store.close),
             ("store", self.store.close),
             ("signals", self.signals.close),
+            ("heartbeat", self.heartbeat.release),
         ]
         for name, step in steps:
             try:
@@ -401,6 +451,7 @@ class Daemon:
         log.info("kiosk %s starting: reader %s, feedback %s, store %s", self.settings.kiosk.name,
                  self.settings.reader.type, "+".join(feedback_mod.kinds(self.settings)), self.store.path)
         try:
+            self.heartbeat.claim()  # DaemonRunning: another daemon (or a restore) has this store
             self.sender.start()
             self.reader_thread.start()
             service.notify("READY=1")
@@ -408,6 +459,7 @@ class Daemon:
             tick = min(self.tick, watchdog) if watchdog else self.tick
             more = True  # the first turn comes at once: clock correction, store checks
             while not self.stop_event.is_set():
+                self.heartbeat.beat()
                 got = self.signals.wait(0 if more else tick)
                 if got & {signal.SIGTERM, signal.SIGINT} or self.stop_event.is_set():
                     log.info("stopping (%s)", ", ".join(signal.Signals(s).name for s in sorted(got)) or "requested")

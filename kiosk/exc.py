@@ -141,3 +141,30 @@ class DeliveryError(KioskError, RuntimeError):
 
 class SenderBusy(DeliveryError):
     """Another process (normally the daemon) is delivering the outbox right now."""
+
+
+# ---------------------------------------------------------------- administration
+
+
+class InputRefused(KioskError, ValueError):
+    """Input refused as a whole, for reasons listed one per line of the input.
+
+    ``errors`` holds ``(line, reason)`` pairs, in line order; ``str()`` summarises.
+    Nothing was changed.
+    """
+
+    def __init__(self, message: str, errors: list[tuple[int, str]]):
+        super().__init__(message)
+        self.errors = errors
+
+    def json_fields(self) -> dict:
+        """Extra fields for the ``{"error": ...}`` object that ``--json`` prints."""
+        return {"errors": [{"line": line, "error": reason} for line, reason in self.errors]}
+
+
+class InvalidTime(KioskError, ValueError):
+    """A time given by an administrator that cannot be right (in the future, before the start)."""
+
+
+class DaemonNotRunning(KioskError):
+    """A command that needs the daemon (enrolment by tap) found none running."""

@@ -42,6 +42,7 @@ class TapKind(enum.StrEnum):
     DISABLED = "disabled"  # badge provisioned but disabled
     INVALID = "invalid"  # reader delivered something that is not a badge id
     ERROR = "error"  # the kiosk could not record the tap (store failure)
+    ENROLLED = "enrolled"  # an unknown badge mapped by a waiting `kiosk enroll` (the daemon decides, not decide())
 
 
 @dataclass(frozen=True)

@@ -30,3 +30,13 @@ def pytest_configure(config):
     from . import torture_support
 
     torture_support.LONG = bool(config.getoption("--torture-long"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long runs (marked ``slow``) only when asked for with ``-m slow``; the normal run has bounded versions."""
+    if config.getoption("-m"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -156,10 +156,14 @@ def test_status_and_queue_list_human_output(offline):
     assert "anna" in listing and "attempts" in listing
 
 
-def test_read_only_commands_on_missing_store_fail_clearly(tmp_path):
+def test_missing_store_reads_as_an_empty_kiosk_and_changes_fail_clearly(tmp_path):
     config = write_config(tmp_path / "kiosk.toml", tmp_path / "nothing-here", "http://127.0.0.1:1/api")
-    result = kiosk(config, "status", check=False)
-    assert result.returncode == 1 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    result = kiosk(config, "status")
+    assert "none yet at" in result.stdout and "not running (never seen)" in result.stdout
+    assert "no badges (no store yet)" in kiosk(config, "badge", "list").stdout
+    change = kiosk(config, "badge", "disable", "04A1B2C3", check=False)
+    assert change.returncode == 1 and "does not exist" in change.stderr and "Traceback" not in change.stderr
+    assert not (tmp_path / "nothing-here").exists()  # nothing created a store on the way
 
 
 def read_until(daemon, prefix, timeout=20.0):

@@ -298,7 +298,7 @@ def test_store_damaged_fails_quietly(tmp_path, capfd, content):
     (tmp_path / "state").mkdir()
     settings.store_path.write_bytes(content)
     check = one(settings, "store")
-    assert check.status == FAIL and "database" in check.detail and check.fix
+    assert check.status == FAIL and "database" in check.detail and "kiosk restore" in check.fix
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err  # sqlitedict's thread logs one if let through
 

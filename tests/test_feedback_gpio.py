@@ -114,6 +114,7 @@ PAIR_EXPECTED = {
     TapKind.INVALID: {GREEN: [F], RED: pulses(1), BUZZER: pulses(1)},
     TapKind.ERROR: {GREEN: [F], RED: pulses(6), BUZZER: pulses(3)},
     TapKind.REPEAT: {GREEN: [F], RED: [F], BUZZER: [F]},
+    TapKind.ENROLLED: {GREEN: pulses(4), RED: [F], BUZZER: pulses(3)},
 }
 
 # Passive buzzer: PWM duty 0.5 while a tone plays; the tone is in the frequencies.
@@ -128,6 +129,8 @@ RGB_EXPECTED = {
     TapKind.INVALID: {GREEN: [0], RED: pulses(1, 1, 0), BLUE: [0], BUZZER: pulses(1, 0.5, 0), "tones": ["A4", None]},
     TapKind.ERROR: {GREEN: [0], RED: pulses(6, 1, 0), BLUE: [0], BUZZER: pulses(3, 0.5, 0), "tones": ["A6", None] * 3},
     TapKind.REPEAT: {GREEN: [0], RED: [0], BLUE: [0], BUZZER: [0], "tones": []},
+    TapKind.ENROLLED: {GREEN: pulses(4, 1, 0), RED: [0], BLUE: [0], BUZZER: pulses(3, 0.5, 0),
+                       "tones": ["A4", None, "A6", None, "E7", None]},
 }
 
 

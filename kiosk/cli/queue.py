@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import click
 
-from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store
-from kiosk.cli.output import emit_json, local, table
-from kiosk.model import OutboxEntry, RejectedEntry
+from kiosk import text
+from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store, read_store
+from kiosk.cli.output import Columns, cell, emit_json, emit_json_stream, local
+from kiosk.cli.params import LIMIT, TIME
 from kiosk.store import Store
+
+LIST_LIMIT = 100
 
 
 @main.group()
@@ -17,31 +21,80 @@ def queue() -> None:
     """The outbox of entries waiting for TimeTrack, and rejected entries."""
 
 
-def _entry_row(e: OutboxEntry) -> list[str]:
-    rec = e.to_record()
-    row = [str(e.id), e.username, local(rec["from"]), local(rec["to"])]
-    if isinstance(e, RejectedEntry):
-        return row + [str(e.status or "-"), e.reason or ""]
-    return row + [str(e.attempts), e.last_error or ("waiting for a trusted clock" if e.held else "")]
+def _entry_row(rec: dict, rejected: bool) -> list[str]:
+    """A table row from a stored entry record (see :class:`~kiosk.model.OutboxEntry` for the fields)."""
+    row = [str(rec.get("id")), rec.get("username", ""), local(rec.get("from")), local(rec.get("to"))]
+    if rejected:
+        return row + [str(rec.get("status") or "-"), rec.get("reason") or ""]
+    held = rec.get("from_unsynced") or rec.get("to_unsynced")
+    return row + [str(rec.get("attempts", 0)), rec.get("last_error") or ("waiting for a trusted clock" if held else "")]
 
 
 @queue.command("list")
 @json_option
 @click.option("--rejected", is_flag=True, help="List rejected entries instead of queued ones.")
+@click.option("--limit", type=LIMIT, default=str(LIST_LIMIT), show_default=True,
+              help="Show at most N entries, oldest first (0: all, streamed in constant memory).")
 @click.pass_context
 @handle_errors
-def queue_list(ctx: click.Context, as_json: bool, rejected: bool) -> None:
-    """List queued (or rejected) entries: username, from, to, attempts, last error."""
-    with open_store(ctx) as store:
-        entries = store.rejected() if rejected else store.outbox()
-    if as_json:
-        emit_json([e.to_record() for e in entries])
-        return
-    if not entries:
+def queue_list(ctx: click.Context, as_json: bool, rejected: bool, limit: int | None) -> None:
+    """List queued (or rejected) entries: username, from, to, attempts, last error (or the server's reason)."""
+    with read_store(ctx) as store:
+        total = store.rejected_count() if rejected else store.outbox_count()
+        entries = itertools.islice(store.iter_rejected_records() if rejected else store.iter_outbox_records(), limit)
+        if as_json:
+            emit_json_stream(entries)
+            return
+        last = [("status", 6), ("reason", 0)] if rejected else [("attempts", 8), ("last error", 0)]
+        cols = Columns(("id", 8), ("user", 20), ("from", 19), ("to", 19), *last)
+        shown = 0
+        for e in entries:
+            if shown == 0:
+                cols.header()
+            cols.row(_entry_row(e, rejected))
+            shown += 1
+        cols.flush()
+    if shown == 0:
         click.echo("no rejected entries" if rejected else "queue empty")
+    elif total > shown:
+        click.echo(f"({shown} of {total} shown; --limit 0 shows all)", err=True)
+
+
+@queue.command("edit")
+@click.argument("entry_id", type=int)
+@click.option("--username", help="The corrected TimeTrack username.")
+@click.option("--from", "start", type=TIME, help="The corrected start (ISO 8601 with a zone).")
+@click.option("--to", "end", type=TIME, help="The corrected end (ISO 8601 with a zone).")
+@click.option("--retry", is_flag=True, help="Queue it again at once (else: kiosk queue retry ID).")
+@json_option
+@click.pass_context
+@handle_errors
+def queue_edit(ctx: click.Context, entry_id: int, username: str | None, start, end, retry: bool,
+               as_json: bool) -> None:
+    """Correct rejected entry ENTRY_ID (username, from, to) before sending it again.
+
+    \b
+    Example:  kiosk queue edit 42 --username anna --retry
+    """
+    if username is None and start is None and end is None:
+        raise click.UsageError("give --username, --from and/or --to")
+    if username is not None:
+        username = text.clean_name(username, "username")
+    with open_store(ctx) as store:
+        old, new = store.edit_rejected(entry_id, username=username, start=start, end=end)
+        retried = retry and store.retry_rejected(entry_id)
+        if retried:
+            store.nudge()
+    if as_json:
+        emit_json({**new.to_record(), "retried": bool(retried)})
         return
-    last = ["status", "reason"] if rejected else ["attempts", "last error"]
-    table([_entry_row(e) for e in entries], ["id", "user", "from", "to", *last])
+    if old == new:
+        click.echo(f"entry {entry_id}: nothing changed")
+    else:
+        click.echo(f"entry {entry_id}: {cell(new.username)} {local(new.to_record()['from'])} - "
+                   f"{local(new.to_record()['to'])} (was {cell(old.username)} {local(old.to_record()['from'])} - "
+                   f"{local(old.to_record()['to'])})")
+    click.echo(f"queued again" if retried else f"still rejected: kiosk queue retry {entry_id} sends it again")
 
 
 @queue.command("retry")
@@ -55,12 +108,14 @@ def queue_retry(ctx: click.Context, entry_id: int | None, all_rejected: bool) ->
         raise click.UsageError("give an entry id or --all-rejected (not both)")
     with open_store(ctx) as store:
         if all_rejected:
-            done = sum(store.retry_rejected(e.id) for e in store.rejected())
+            done = sum(store.retry_rejected(e.id) for e in list(store.iter_rejected()))
         elif store.retry_rejected(entry_id):
             done = 1
         else:
             where = "is still queued" if store.outbox_entry(entry_id) else "does not exist"
             raise CliError(f"entry {entry_id} is not in the rejected list (it {where})")
+        if done:
+            store.nudge()
     click.echo(f"{done} entr{'y' if done == 1 else 'ies'} queued again" + ("" if all_rejected else f" ({entry_id})"))
 
 
@@ -77,7 +132,7 @@ def queue_drop(ctx: click.Context, entry_id: int, reason: str, yes: bool) -> Non
         if entry is None:
             raise CliError(f"no queued or rejected entry {entry_id}")
         rec = entry.to_record()
-        summary = f"{entry.username} {local(rec['from'])} - {local(rec['to'])}"
+        summary = f"{cell(entry.username)} {local(rec['from'])} - {local(rec['to'])}"
         if not yes:
             if not sys.stdin.isatty():
                 raise CliError("refusing to drop without confirmation: pass --yes")

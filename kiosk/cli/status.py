@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from kiosk.cli import handle_errors, json_option, main, open_store
-from kiosk.cli.output import age, cell, emit_json, local, table
+from kiosk.cli import handle_errors, json_option, main, read_store
+from kiosk.cli.output import age, cell, daemon_line, emit_json, local, table
+from kiosk.store import EmptyStore
 
 
 @main.command()
@@ -14,13 +15,19 @@ from kiosk.cli.output import age, cell, emit_json, local, table
 @handle_errors
 def status(ctx: click.Context, as_json: bool) -> None:
     """Open clock-ins, the delivery queue, rejected and flagged counts, last delivery and error."""
-    with open_store(ctx) as store:
+    with read_store(ctx) as store:
         summary = store.summary()
+        missing = isinstance(store, EmptyStore)
     if as_json:
         emit_json(summary)
         return
+    if missing:
+        click.echo(f"store:          none yet at {store.path} (the daemon or the first badge add creates it)")
+    daemon = summary["daemon"]
+    click.echo(f"daemon:         {daemon_line(daemon)}")
     sender = summary["sender"] or {}
-    click.echo(f"sender:         {cell(sender.get('state', 'unknown (daemon not running?)'))}")
+    state = cell(sender.get("state", "unknown"))
+    click.echo(f"sender:         {state if daemon['running'] else 'not running' + (f' (last: {state})' if sender else '')}")
     reader = summary["reader"]
     if reader:
         click.echo(f"reader:         {'ok' if reader.get('ok') else 'DOWN: ' + cell(reader.get('message', ''), 200)}")

@@ -72,7 +72,9 @@ def check_store(settings: Settings | None) -> Check:
     if not path.exists():
         return Check("store", WARN, f"no store at {path} yet (has the daemon run?)",
                      "start the daemon once (sudo systemctl start kiosk); it creates the store")
-    recover = "stop the daemon, copy the file aside, and recover it: sqlite3 kiosk.sqlite .recover"
+    restore = ("stop the daemon (sudo systemctl stop kiosk), then restore the last backup: "
+               "sudo -u kiosk kiosk restore BACKUP.sqlite (backups are made with: kiosk backup FILE)")
+    recover = restore + "; without a backup, copy the file aside and recover it: sqlite3 kiosk.sqlite .recover"
     try:
         with open(path, "rb") as fh:
             header = fh.read(16)
@@ -81,12 +83,12 @@ def check_store(settings: Settings | None) -> Check:
                      "run as the kiosk's user, or check the file's owner and mode")
     if header and header != SQLITE_HEADER:
         return Check("store", FAIL, f"{path} is not an SQLite database (damaged or replaced)",
-                     "stop the daemon, move the file aside and restore it from a backup")
+                     restore)
     try:
         with _quiet_sqlitedict():
             store = Store(path, create=False)
     except StoreError as exc:
-        return Check("store", FAIL, str(exc), "check the file's owner and mode; restore it from a backup if damaged")
+        return Check("store", FAIL, str(exc), f"check the file's owner and mode; if it is damaged: {restore}")
     try:
         integrity = store.integrity_check()
         queued, rejected, flagged = store.outbox_count(), store.rejected_count(), store.flagged_count()

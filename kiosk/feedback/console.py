@@ -1,7 +1,8 @@
 """Console feedback: one line per outcome, for the demo, scripts and a kiosk without LEDs.
 
 The lines are meant for people and for scripts alike (``IN  anna 08:02:11``,
-``OUT anna 16:31:40 8h29m``, ``UNKNOWN 04A1B2C3``, ``TOO SOON anna``); times
+``OUT anna 16:31:40 8h29m``, ``UNKNOWN 04A1B2C3``, ``TOO SOON anna``,
+``ENROLLED 04A1B2C3 anna``); times
 are local wall-clock time, as the person at the door reads them.
 """
 
@@ -18,6 +19,7 @@ from kiosk.rules import TapKind, TapOutcome
 _COLOURS = {
     TapKind.CLOCK_IN: "32", TapKind.CLOCK_OUT: "36", TapKind.TOO_SOON: "33", TapKind.UNKNOWN: "31",
     TapKind.DISABLED: "31", TapKind.INVALID: "31", TapKind.ERROR: "1;31", TapKind.REPEAT: "2",
+    TapKind.ENROLLED: "1;32",
 }
 
 
@@ -50,6 +52,8 @@ def describe(outcome: TapOutcome) -> str:
             return f"UNKNOWN {outcome.uid}"
         case TapKind.DISABLED:
             return f"DISABLED {outcome.uid} {user}"
+        case TapKind.ENROLLED:
+            return f"ENROLLED {outcome.uid} {user}"
         case TapKind.INVALID:
             return f"INVALID {outcome.message}"
         case _:
@@ -83,6 +87,10 @@ class ConsoleFeedback(Feedback):
 
     def show(self, outcome: TapOutcome) -> None:
         self._write(describe(outcome), _COLOURS.get(outcome.kind, ""))
+
+    def enrolling(self, username: str | None) -> None:
+        """A `kiosk enroll` waits for a tap (``username``), or no longer does (None)."""
+        self._write(f"ENROLLING {username}: tap the new badge" if username else "ENROLLING ended", "1;32")
 
     def set_status(self, status: Status) -> None:
         if (status.health, status.message) == (self._status.health, self._status.message):

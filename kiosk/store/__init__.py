@@ -4,7 +4,11 @@
 :mod:`~kiosk.store.db` (transactions, paged reads, schema, identity),
 :mod:`~kiosk.store.taps` (badges, open clock-ins, the tap transaction, clock
 correction), :mod:`~kiosk.store.outbox` (queued, held, delivered and rejected
-entries) and this module (review list, audit log, status records, summary).
+entries), :mod:`~kiosk.store.admin` (badge lifecycle, import, enrolment by
+tap), :mod:`~kiosk.store.review` (open clock-ins, flagged and rejected entries,
+audit queries), :mod:`~kiosk.store.backup` (online backups) and this module
+(status records, summary). :mod:`~kiosk.store.presence` says whether a daemon
+runs on a store; :class:`EmptyStore` stands in for a store not created yet.
 
     >>> with Store("/var/lib/kiosk/kiosk.sqlite", create=False) as store:   # doctest: +SKIP
     ...     store.badge("04A1B2C3")
@@ -21,14 +25,18 @@ from __future__ import annotations
 from typing import Any
 
 from kiosk.model import AuditLine, FlaggedRecord
+from kiosk.store import presence
+from kiosk.store.admin import AdminRecords
+from kiosk.store.backup import BackupRecords
 from kiosk.store.db import PAGE, SCHEMA_VERSION, STORE_NAME, Database, key
 from kiosk.store.outbox import OutboxRecords
+from kiosk.store.review import ReviewRecords
 from kiosk.store.taps import TapRecords
 
-__all__ = ["PAGE", "SCHEMA_VERSION", "STORE_NAME", "Store"]
+__all__ = ["PAGE", "SCHEMA_VERSION", "STORE_NAME", "EmptyStore", "Store"]
 
 
-class Store(TapRecords, OutboxRecords, Database):
+class Store(AdminRecords, ReviewRecords, BackupRecords, TapRecords, OutboxRecords, Database):
     """Typed access to the kiosk's records. Thread-safe; safe beside other processes."""
 
     # ------------------------------------------------------------ review and audit
@@ -69,4 +77,8 @@ class Store(TapRecords, OutboxRecords, Database):
             "sender": self.status_value("sender"),
             "reader": self.status_value("reader"),
             "feedback": self.status_value("feedback"),  # a feedback device's health (the display)
+            "daemon": presence.daemon_state(self.path).to_record(),
         }
+
+
+from kiosk.store.empty import EmptyStore  # noqa: E402 - it mirrors Store's reading methods
