@@ -114,6 +114,7 @@ def measure(workdir: Path, *, window: float, seed: Path, rng: random.Random, log
     for line in proc.lines[1:]:
         counts[line.split()[0]] = counts.get(line.split()[0], 0) + 1
     return {**summary_ms(times), "window_s": window, "compressed": window < 120, "taps": len(plan),
-            "answers": counts, "floors_ms": {k: summary_ms(v) for k, v in floor.items()}, "unexpected": unexpected[:10], "unexpected_count": len(unexpected),
+            "answers": counts, "floors_ms": {k: summary_ms(v) for k, v in floor.items()},
+            "unexpected": unexpected[:10], "unexpected_count": len(unexpected),
             "taps_delayed_by_previous": waited, "clock_outs": outs, "delivered": delivered,
             "all_handled": not unexpected and len(times) == len(plan) and delivered == outs, "exit_code": code}

@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.procs import (EmulatorProcess, LineProcess, NotifySocket, base_env, cpu_seconds, kiosk_process,
-                         write_config)
+from bench.procs import EmulatorProcess, LineProcess, NotifySocket, base_env, cpu_seconds, kiosk_process, write_config
 
 SETTLE = 2.0  # seconds after READY=1 before the window opens (start-up work is not idle)
 
@@ -69,7 +68,8 @@ def measure(workdir: Path, *, seconds: float, seed: Path, log=print) -> dict:
             notify.close()
     if not alive:
         raise RuntimeError("a process of the idle measurement died: " + daemon.stderr()[-2000:] + stock.stderr())
-    return {"daemon": round(100 * cpu["idle-daemon"] / wall, 2), "stock_library_10hz": round(100 * cpu["stock"] / wall, 2),
+    return {"daemon": round(100 * cpu["idle-daemon"] / wall, 2),
+            "stock_library_10hz": round(100 * cpu["stock"] / wall, 2),
             "seconds": round(wall, 1)}
 
 

@@ -161,7 +161,8 @@ def markdown(r: dict) -> str:
         f"{b['all_handled']} ({b['delivered']}/{b['clock_outs']} entries delivered)",
         "burst: every tap handled, every entry delivered")
     row("burst tap p50 / p99 / max ms", _lat(b), "burst tap p99 (ms)")
-    row("burst floors p99: echo / commit ms", f"{b['floors_ms']['echo']['p99']:.1f} / {b['floors_ms']['commit']['p99']:.1f}")
+    floors_b = b["floors_ms"]
+    row("burst floors p99: echo / commit ms", f"{floors_b['echo']['p99']:.1f} / {floors_b['commit']['p99']:.1f}")
     return "\n".join(lines)
 
 

@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 
 from bench import stores
-from bench.procs import (EmulatorProcess, LineProcess, base_env, closed_port, kiosk_process, rss_mb,
-                         write_config)
+from bench.procs import EmulatorProcess, LineProcess, base_env, closed_port, kiosk_process, rss_mb, write_config
 from bench.stats import summary_ms
 
 FLOORS = "bench.floors"

@@ -6,7 +6,7 @@ import json
 import sys
 
 from bench import report, stats
-from bench.procs import LineProcess, base_env, rss_mb, cpu_seconds
+from bench.procs import LineProcess, base_env, cpu_seconds, rss_mb
 
 ISSUE_KEYS = {"tap_latency_ms", "floors_ms", "tap_vs_commit_floor", "idle_cpu_percent",
               "idle_cpu_percent_stock_library_10hz", "rss_mb", "rss_mb_backlog", "startup_s", "startup_s_backlog",

@@ -23,7 +23,7 @@ import os
 import random
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -275,10 +275,12 @@ def test_daemon_facing_a_junk_api_keeps_answering_taps_and_logs_no_traceback(tmp
     junk = [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{\"ID\"", b"garbage\r\n\r\n", b"",
             b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\r\n[1, 2",
             b"HTTP/1.1 429 Slow\r\nRetry-After: 1e309\r\n\r\n", b"HTTP/1.1 503 x\r\nRetry-After: -5\r\n\r\n",
-            b"HTTP/1.1 302 Found\r\nLocation: ftp://x\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz",
+            b"HTTP/1.1 302 Found\r\nLocation: ftp://x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz",
             b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
             b"HTTP/1.1 999 What\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n" + json.dumps({"ID": [1e308] * 50}).encode(),
-            b"HTTP/1.1 400 Bad\r\nContent-Type: application/json\r\n\r\n" + json.dumps({"error": {"x": [None]}}).encode(),
+            b"HTTP/1.1 400 Bad\r\nContent-Type: application/json\r\n\r\n"
+            + json.dumps({"error": {"x": [None]}}).encode(),
             b"HTTP/1.1 401 No\r\n\r\n"]  # (deeply nested JSON: its own test above, a known defect)
     with RawServer(lambda: rng.choice(junk)) as server:
         config = write_config(tmp_path / "kiosk.toml", tmp_path / "state", server.url)

@@ -84,7 +84,8 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
     state = tmp_path / "state"
     with EmulatorProcess(tmp_path, name="emulator") as emu:
         config = write_config(tmp_path / "kiosk.toml", state, emu.url, key="bench-key", secret="bench-secret")
-        config.write_text(config.read_text().replace("probe_interval = 0.2", "probe_interval = 0.2\nsettle_seconds = 0.3"))
+        text = config.read_text().replace("probe_interval = 0.2", "probe_interval = 0.2\nsettle_seconds = 0.3")
+        config.write_text(text)
         with Store(state / "kiosk.sqlite") as store:
             for uid, user in USERS.items():
                 store.add_badge(uid, user)
@@ -144,11 +145,12 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
                    "gateway_error fault; Envoy's 503 on an upstream reset): the entry reaches TimeTrack twice. "
                    "Found by the 200-kill storm with gateway_error at random 502/503/504")
 def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
+    from datetime import timedelta
+
+    from kiosk import clock
     from kiosk.config import ApiSettings
     from kiosk.delivery.sender import Sender
     from kiosk.rules import TapKind, TapOutcome
-    from kiosk import clock
-    from datetime import timedelta
 
     with EmulatorProcess(tmp_path, name="emulator") as emu:
         emu.set_faults(gateway_error=1, gateway_status=503, max_faults=1)
@@ -172,11 +174,12 @@ def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
                    "delivery (_classify_response takes any 2xx to a POST as DELIVERED, body unread): the entry "
                    "leaves the queue and never reaches TimeTrack. Found by the 200-kill storm (5 of 146 lost)")
 def test_captive_portal_200_page_is_not_taken_for_a_delivery(tmp_path):
+    from datetime import timedelta
+
+    from kiosk import clock
     from kiosk.config import ApiSettings
     from kiosk.delivery.sender import Sender
     from kiosk.rules import TapKind, TapOutcome
-    from kiosk import clock
-    from datetime import timedelta
 
     with EmulatorProcess(tmp_path, name="emulator") as emu:
         emu.set_faults(captive_portal="page")
