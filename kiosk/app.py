@@ -35,14 +35,17 @@ def build(settings: config.Settings, *, store: Store | None = None, clock: Clock
     ``daemon_options`` go to :class:`~kiosk.daemon.Daemon` (``tick``, ``drain_seconds``).
     """
     with contextlib.ExitStack() as undo:
-        clock = clock or Clock(settings.clock.sync_file)
+        built_clock = clock is None
+        clock = clock or Clock.from_settings(settings.clock)
         if store is None:
             store = Store(settings.store_path, create=True)
             undo.callback(store.close)
+        if built_clock:  # TimeTrack's time as measured before a restart in this boot, if any
+            clock.restore((store.status_value("clock") or {}).get("sample"))
         if sender is None:
             sender_store = Store(settings.store_path, create=False)
             undo.callback(sender_store.close)
-            sender = Sender(sender_store, settings.api)
+            sender = Sender(sender_store, settings.api, clock=clock)  # one Clock: the sender feeds it
         if reader is None:
             reader = readers.create(settings.reader)
             undo.callback(reader.close)

@@ -23,6 +23,7 @@ from kiosk.rules import Rules
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 CREDENTIAL_NAME = "timetrack-secret"
+DEFAULT_SYNC_FILE = "/run/systemd/timesync/synchronized"
 
 
 # ---------------------------------------------------------------- settings
@@ -50,6 +51,7 @@ class ApiSettings:
     backoff_max: float = 300.0
     probe_interval: float = 5.0  # while backing off, check connectivity this often
     settle_seconds: float = 60.0  # an ambiguous attempt is looked up no sooner than this
+    request_deadline: float = 30.0  # one request, connect to the last byte of the answer, at most this long
 
     @property
     def configured(self) -> bool:
@@ -112,8 +114,16 @@ class DisplaySettings:
 
 @dataclass(frozen=True)
 class ClockSettings:
-    # Exists once systemd-timesyncd has synchronised the clock; "" disables the check.
-    sync_file: str = "/run/systemd/timesync/synchronized"
+    # What says the clock is synchronised: the kernel's NTP state (timesyncd, chrony, ntpd),
+    # a file (sync_file), or nothing (trust the local clock). Without "source", an old
+    # config's sync_file decides: "" means "none", a path means "file" (see from_dict).
+    source: str = "kernel"
+    # Exists once systemd-timesyncd has synchronised the clock (source "file").
+    sync_file: str = DEFAULT_SYNC_FILE
+    # While the source says unsynchronised, TimeTrack's Date header (verified TLS) vouches for the
+    # clock when within this many seconds, and corrects the stamps when further off.
+    max_skew_seconds: float = 10.0
+    server_date: bool = True  # use TimeTrack's Date header as that evidence at all
 
 
 @dataclass(frozen=True)
@@ -172,26 +182,28 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "display.clock": ("24h", "12h"),
     "feedback.leds": ("pair", "rgb", "none"),
     "feedback.buzzer": ("active", "passive", "none"),
+    "clock.source": ("kernel", "file", "none"),
 }
 NON_NEGATIVE = {
     "api.connect_timeout", "api.read_timeout", "api.backoff_initial", "api.backoff_max",
     "api.probe_interval", "api.settle_seconds", "reader.poll_interval", "reader.release_seconds",
-    "rules.debounce_seconds", "rules.min_session_seconds", "reader.spi_bus",
+    "clock.max_skew_seconds", "rules.debounce_seconds", "rules.min_session_seconds", "reader.spi_bus",
     "reader.spi_device", "reader.reset_pin", "feedback.green_pin", "feedback.red_pin",
     "feedback.blue_pin", "feedback.buzzer_pin",
     "display.width", "display.height", "display.rotate", "display.i2c_port", "display.spi_port",
     "display.spi_device", "display.dc_pin", "display.reset_pin", "display.contrast", "display.dim_contrast",
     "display.dim_after_seconds", "display.blank_after_seconds", "display.shift_pixels", "display.shift_seconds",
 }
-POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout", "kiosk.history_days",
-            "display.tap_seconds"}
+POSITIVE = {"rules.max_session_hours", "api.connect_timeout", "api.read_timeout", "api.request_deadline",
+            "kiosk.history_days", "display.tap_seconds"}
 MINIMUM = {"display.backlight_pin": -1, "display.i2c_address": 0x03}
 SENSITIVE = {"api.secret"}  # never echoed in an error message
 # Upper bounds: far beyond any sensible value, well below what overflows a wait or a date.
 MAXIMUM = {
     "kiosk.history_days": 36500.0, "api.connect_timeout": 3600.0, "api.read_timeout": 3600.0,
     "api.backoff_initial": 86400.0, "api.backoff_max": 86400.0, "api.probe_interval": 3600.0,
-    "api.settle_seconds": 86400.0, "reader.poll_interval": 60.0, "reader.release_seconds": 60.0,
+    "api.settle_seconds": 86400.0, "api.request_deadline": 3600.0, "clock.max_skew_seconds": 86400.0,
+    "reader.poll_interval": 60.0, "reader.release_seconds": 60.0,
     "rules.debounce_seconds": 3600.0, "rules.min_session_seconds": 7 * 86400.0,
     "rules.max_session_hours": 31 * 24.0,
     "display.rotate": 3, "display.i2c_address": 0x77, "display.contrast": 255, "display.dim_contrast": 255,
@@ -236,6 +248,13 @@ def from_dict(raw: dict[str, Any], *, path: str | None = None, require_api: bool
         if not isinstance(value, dict):
             raise ConfigError(path, name, "must be a table, e.g. [" + name + "]")
         sections[name] = _section(path, name, SECTIONS[name], value)
+    if "clock" in sections and "source" not in raw["clock"] and "sync_file" in raw["clock"]:
+        # A config from before clock.source: sync_file = "" trusted the clock, another file than
+        # timesyncd's was the check. timesyncd's own file (the old default, written out by the old
+        # example config) is covered by the kernel's state, which chrony and ntpd keep too.
+        sync_file = sections["clock"].sync_file
+        source = "none" if not sync_file else "kernel" if sync_file == DEFAULT_SYNC_FILE else "file"
+        sections["clock"] = replace(sections["clock"], source=source)
     api = _relative_paths(path, sections.get("api", ApiSettings()))
     sections["kiosk"] = _relative_state_dir(path, sections.get("kiosk", KioskSettings()))
     if api.secret and path and os.stat(path).st_mode & stat.S_IROTH:
@@ -273,6 +292,9 @@ def _check_across(path: str | None, settings: Settings) -> None:
         raise ConfigError(path, "rules.max_session_hours",
                           f"{rules.max_session_hours:g}h is not longer than rules.min_session_seconds "
                           f"({rules.min_session_seconds:g}s): nobody could ever clock out")
+    if settings.clock.source == "file" and not settings.clock.sync_file:
+        raise ConfigError(path, "clock.sync_file", 'must name a file with clock.source = "file" '
+                          '(or set clock.source = "none" to trust the local clock)')
     if settings.reader.type == "keyboard" and not settings.reader.device:
         raise ConfigError(path, "reader.device",
                           'missing: reader.type = "keyboard" needs the device path, e.g. '

@@ -74,6 +74,7 @@ class Daemon:
         self._secret_mtime = self._secret_file_mtime()
         self._was_synced: bool | None = None
         self._held_left = 0  # held entries still to correct once the clock is trusted
+        self._clock_published: tuple | None = None
         self._clock_lock = threading.RLock()
         self._busy_since: float | None = None  # a tap in progress since (monotonic)
         self._next_prune = 0.0
@@ -240,7 +241,7 @@ class Daemon:
         self._set_fault("sender", "credentials rejected" if state == "credentials rejected" else None)
         with self._status_lock:
             self._queued = int(status.get("queued") or 0)
-            self._backlog = state in ("offline", "backing off") and bool(status.get("queued", 1))
+            self._backlog = state in ("offline", "backing off", "not timetrack") and bool(status.get("queued", 1))
         self._update_feedback()
 
     def _set_fault(self, source: str, message: str | None) -> None:
@@ -296,6 +297,7 @@ class Daemon:
             log.info("secret file changed")
             self.reload()
         self._check_store()
+        self.sender.watch()  # a request that lasts: "stuck in a request for N s" in kiosk status
         self._check_enrolment()
         nudges = self.store.nudges()  # entries queued by a `kiosk` command: deliver them now
         if nudges != self._nudges:
@@ -305,7 +307,7 @@ class Daemon:
         now = time.monotonic()
         if now >= self._next_prune and self.clock.synced():  # a clock far ahead must not prune
             self._next_prune = now + PRUNE_EVERY
-            removed = self.store.prune(clock_mod.utcnow() - timedelta(days=self.settings.kiosk.history_days))
+            removed = self.store.prune(self.clock.now() - timedelta(days=self.settings.kiosk.history_days))
             if removed:
                 log.info("pruned %d history records older than %g days", removed, self.settings.kiosk.history_days)
         self._save_error_count()
@@ -378,6 +380,7 @@ class Daemon:
         Returns True while held entries remain to be corrected (the main loop comes back at once).
         """
         synced = self.clock.synced()
+        self._publish_clock()
         if not synced:
             if self._was_synced is None:
                 log.warning("system clock not synchronised: taps keep a monotonic reference until it is")
@@ -391,12 +394,16 @@ class Daemon:
             self._was_synced = True
             self._held_left = self.store.held_count()
         if not self._held_left:
+            # Taps stamped while only TimeTrack's Date vouches for a wrong local clock are held too.
+            self._held_left = self.store.held_count()
+        if not self._held_left:
             return False
         deadline = time.monotonic() + CORRECTION_BUDGET
         fixed = flagged = 0
         while self._held_left and time.monotonic() < deadline and not self.stop_event.is_set():
             with self._clock_lock:  # one short transaction per batch: taps go in between
-                batch = self.store.correct_held(self.clock.correct, self.rules.max_session_hours * 3600)
+                batch = self.store.correct_held(self.clock.correct, self.rules.max_session_hours * 3600,
+                                                note=self.clock.correction_note())
             fixed, flagged, self._held_left = fixed + batch["fixed"], flagged + batch["flagged"], batch["left"]
             if not (batch["fixed"] or batch["flagged"]):
                 self._held_left = 0
@@ -405,6 +412,17 @@ class Daemon:
                         fixed, flagged, self._held_left)
             self.sender.wake()  # corrected entries may be sent now
         return bool(self._held_left)
+
+    def _publish_clock(self) -> None:
+        """The clock's trust for ``kiosk status`` (status record ``clock``), written when it changed."""
+        summary = self.clock.summary()
+        sample = summary["sample"] or {}
+        key = (summary["trusted"], summary["source"], summary["offset_applied"],
+               None if summary["skew_seconds"] is None else round(summary["skew_seconds"]),
+               sample.get("epoch_at_boot"))
+        if key != self._clock_published:
+            self._clock_published = key
+            self.store.set_status("clock", summary)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -420,9 +438,11 @@ class Daemon:
             time.sleep(0.05)
 
     def healthy(self) -> bool:
-        """For the watchdog: the reader thread lives and no tap is stuck (e.g. in a hung store write)."""
+        """For the watchdog: the reader thread lives, no tap is stuck (e.g. in a hung store write),
+        and the sender thread lives and is not stuck in a request past its deadline."""
         busy = self._busy_since
-        return self.reader_thread.is_alive() and (busy is None or time.monotonic() - busy < self.stuck_after)
+        return (self.reader_thread.is_alive() and (busy is None or time.monotonic() - busy < self.stuck_after)
+                and self.sender.healthy())
 
     def _shutdown(self) -> None:
         """Stop every part that started, each on its own: one failure must not skip the rest."""

@@ -153,7 +153,9 @@ def test_taps_before_clock_sync_are_held_then_corrected_and_sent(tmp_path):
             "api": {"base_url": emu.url, "key": "k", "secret": "s", "backoff_initial": 0.05, "probe_interval": 0.1},
             "reader": {"type": "stdin"}, "feedback": {"type": "none"},
             "rules": {"debounce_seconds": 0, "min_session_seconds": 0},
-            "clock": {"sync_file": str(sync_file)},
+            # server_date off: here only the sync file may vouch for the clock (TimeTrack's
+            # Date header is the other witness, tested in tests/test_clock_trust.py).
+            "clock": {"sync_file": str(sync_file), "server_date": False},
         })
         with Store(settings.store_path) as store:
             store.add_badge("04A1B2C3", "anna")

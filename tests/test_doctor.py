@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -14,7 +16,9 @@ from kiosk.doctor import FAIL, OK, SKIP, WARN, Check
 from kiosk.sim.emulator import Emulator
 from kiosk.sim import rc522 as fakespi
 from kiosk.store import Store
-from kiosk.delivery.client import SendOutcome, SendResult, TimeTrackClient
+
+from .kioskproc import wait_for
+from .tlsfront import TlsFront
 
 KEY, SECRET = "doctor-key", "D0ctor-S3cret-never-print"
 
@@ -224,27 +228,72 @@ def test_api_closed_port(tmp_path):
     assert_no_secret([check], SECRET)
 
 
-@pytest.mark.parametrize("message, expect, fix", [
-    ("TLS error (not sent): SSLCertVerificationError: certificate verify failed: certificate is not yet valid",
-     "certificate not yet valid", "clock"),
-    ("TLS error (not sent): SSLCertVerificationError: self-signed certificate", "TLS failed", "ca_bundle"),
-    ("cannot connect (not sent): NameResolutionError: Failed to resolve 'tt.example' (Name or service not known)",
-     "DNS lookup of", "DNS"),
+@pytest.mark.parametrize("cert, trusted, expect, fix", [
+    ("future", True, "certificate not yet valid", "clock"),  # a Pi whose clock is still in the past
+    ("selfsigned", False, "TLS failed", "ca_bundle"),
 ])
-def test_api_network_failures_classified(tmp_path, monkeypatch, message, expect, fix):
-    monkeypatch.setattr(TimeTrackClient, "ping",
-                        lambda self: SendResult(SendOutcome.RETRY, None, message, connectivity=True))
-    check = one(api_settings(tmp_path, "https://tt.example/api"), "api")
+def test_api_tls_failures_classified(tmp_path, cert, trusted, expect, fix):
+    """Real handshakes against a TLS server (tests/tlsfront.py), classified by the client's typed cause."""
+    with TlsFront(cert) as front:
+        settings = api_settings(tmp_path, front.url("/api"))
+        if trusted:
+            settings = replace(settings, api=replace(settings.api, ca_bundle=str(front.cert)))
+        check = one(settings, "api")
+        # The server saw the handshake fail: no request was ever sent.
+        assert wait_for(lambda: front.handshakes_failed >= 1, 5)
     assert check.status == FAIL and expect in check.detail and fix in check.fix
 
 
-def test_api_http_error_and_secret_echo_masked(tmp_path, monkeypatch):
-    monkeypatch.setattr(TimeTrackClient, "ping",
-                        lambda self: SendResult(SendOutcome.RETRY, 503, f"HTTP 503: down (header was {SECRET})"))
-    checks = doctor.run_checks(api_settings(tmp_path, "https://tt.example/api"), only=["api"])
+def test_api_dns_failure(tmp_path):
+    """.invalid never resolves (RFC 6761): a real failed lookup."""
+    check = one(api_settings(tmp_path, "https://timetrack.invalid/api"), "api")
+    assert check.status == FAIL and "DNS lookup of timetrack.invalid" in check.detail and "DNS" in check.fix
+
+
+def test_api_http_error_and_secret_echo_masked(tmp_path, emu):
+    """A server error whose body echoes the request headers, secret included: never shown."""
+    emu.set_faults(error_rate=1.0, echo_headers=True)
+    try:
+        checks = doctor.run_checks(api_settings(tmp_path, emu.url), only=["api"])
+    finally:
+        emu.set_faults()
     assert checks[0].status == FAIL and "server error" in checks[0].detail
-    assert doctor.MASK in checks[0].detail
+    assert "Request headers" in checks[0].detail and doctor.MASK in checks[0].detail
     assert_no_secret(checks, SECRET)
+
+
+@pytest.mark.parametrize("mode", ["page", "redirect", "511"])
+def test_api_captive_portal_or_web_front_end(tmp_path, emu, mode):
+    """Before #13 a 200 login page passed as "reachable, credentials accepted"."""
+    emu.set_faults(captive_portal=mode)
+    try:
+        check = one(api_settings(tmp_path, emu.url), "api")
+    finally:
+        emu.set_faults()
+    assert check.status == FAIL and "answered with a web page" in check.detail
+    assert "captive portal" in check.detail and "api.base_url" in check.fix
+
+
+def test_api_trickling_server_is_cut_at_the_deadline(tmp_path, emu):
+    emu.set_faults(dribble_head=0.2)
+    settings = api_settings(tmp_path, emu.url)
+    settings = replace(settings, api=replace(settings.api, request_deadline=1.0))
+    started = time.monotonic()
+    try:
+        check = one(settings, "api")
+    finally:
+        emu.set_faults()
+    assert time.monotonic() - started < 5
+    assert check.status == FAIL and "trickles" in check.detail
+
+
+def test_api_oversized_answer(tmp_path, emu):
+    emu.set_faults(oversize=5_000_000)
+    try:
+        check = one(api_settings(tmp_path, emu.url), "api")
+    finally:
+        emu.set_faults()
+    assert check.status == FAIL and "larger than 1024 KiB" in check.detail
 
 
 def test_api_not_configured_or_partly(tmp_path):

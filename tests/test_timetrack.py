@@ -15,12 +15,13 @@ from kiosk import clock, config
 from kiosk.config import ApiSettings
 from kiosk.model import OutboxEntry
 from kiosk.sim.emulator import Emulator
+from kiosk.delivery.answers import classify_failure
 from kiosk.delivery.client import (
     InsecureURL,
+    Cause,
     LookupFailed,
     SendOutcome,
     TimeTrackClient,
-    _classify_exception,
     _matches,
     check_url,
     parse_retry_after,
@@ -61,14 +62,19 @@ def client(emu):
 
 
 def test_session_carries_auth_headers_timeouts_and_no_retries(client):
-    assert client.session.headers["X-TimeTrack-Api-Key"] == KEY
-    assert client.session.headers["X-TimeTrack-Api-Secret"] == SECRET
-    assert client.timeout == (2.0, 2.0)
+    session = client.transport.session()  # what each of the transport's helper threads uses
+    assert session.headers["X-TimeTrack-Api-Key"] == KEY
+    assert session.headers["X-TimeTrack-Api-Secret"] == SECRET
+    assert session.headers["Accept-Encoding"] == "identity"  # no decompression bombs past the body cap
+    assert client.timeout == (2.0, 2.0) and client.transport.timeout == (2.0, 2.0)
+    assert client.deadline == client.transport.deadline == 30.0  # api.request_deadline's default
     assert client.verify is True or client.verify == os.environ.get("REQUESTS_CA_BUNDLE") \
         or client.verify == os.environ.get("CURL_CA_BUNDLE")  # never off
+    assert session.verify == client.verify and session.trust_env is False
     for scheme in ("http://", "https://"):
-        retries = client.session.get_adapter(scheme + "example.org").max_retries
+        retries = session.get_adapter(scheme + "example.org").max_retries
         assert retries.total == 0 and retries.connect == 0 and retries.read == 0 and retries.status == 0
+    session.close()
 
 
 def test_ca_bundle_is_used_for_verification(tmp_path):
@@ -184,13 +190,14 @@ def test_rate_limit_is_retry_with_retry_after(client, emu):
 
 
 def test_server_errors(client, emu):
-    """503 was not processed (retry); 500/502 may follow a stored entry (look it up first)."""
+    """Any 5xx may follow a stored entry (a gateway answers after forwarding): look it up first.
+    (Before #13 a 503 counted as "not processed" and was re-sent without a lookup.)"""
     emu.set_faults(error_rate=1.0, seed=3)
     seen = {}
     for i in range(40):
         r = client.create(entry(i))
-        seen[r.status] = r.outcome
-    assert seen == {500: SendOutcome.AMBIGUOUS, 502: SendOutcome.AMBIGUOUS, 503: SendOutcome.RETRY}
+        seen[r.status] = (r.outcome, r.cause)
+    assert seen == {s: (SendOutcome.AMBIGUOUS, Cause.SERVER_ERROR) for s in (500, 502, 503)}
 
 
 def test_connection_refused_is_retry_not_sent():
@@ -246,14 +253,14 @@ def test_connect_timeout_and_dns_failure_are_not_sent():
     """Hard to provoke on loopback: classify the exceptions requests raises for them."""
     from urllib3.exceptions import MaxRetryError, NameResolutionError, ProtocolError
 
-    r = _classify_exception(requests.exceptions.ConnectTimeout("connect timed out"), sent_body=True)
+    r = classify_failure(requests.exceptions.ConnectTimeout("connect timed out"), created=True)
     assert r.outcome is SendOutcome.RETRY
     dns = MaxRetryError(None, "/", NameResolutionError("tt.example", None, OSError("no such host")))
-    assert _classify_exception(requests.exceptions.ConnectionError(dns), sent_body=True).outcome is SendOutcome.RETRY
+    assert classify_failure(requests.exceptions.ConnectionError(dns), created=True).outcome is SendOutcome.RETRY
     reset = ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-    assert _classify_exception(requests.exceptions.ConnectionError(reset), sent_body=True).outcome \
+    assert classify_failure(requests.exceptions.ConnectionError(reset), created=True).outcome \
         is SendOutcome.AMBIGUOUS
-    assert _classify_exception(requests.exceptions.ChunkedEncodingError("cut"), sent_body=True).outcome \
+    assert classify_failure(requests.exceptions.ChunkedEncodingError("cut"), created=True).outcome \
         is SendOutcome.AMBIGUOUS
 
 

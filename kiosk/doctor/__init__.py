@@ -9,7 +9,8 @@ Checks (names as used by ``only=`` and in the output):
 - ``gpio``: GPIO device nodes exist and are accessible, and the configured LEDs and
   buzzer can be set up with gpiozero's default pin factory (feedback.type = "gpio").
 - ``display``: the door display's packages, fonts and device answer (when one is configured).
-- ``clock``: the system clock is synchronised (``clock.sync_file`` exists).
+- ``clock``: which source vouches for the clock (the kernel's NTP state, ``clock.sync_file``,
+  or TimeTrack's Date header), the measured skew, and how many entries wait for a trusted clock.
 - ``api``: TimeTrack is reachable and accepts the credentials (a harmless authenticated GET).
 - ``state``: the state directory exists (or can be created), is writable, is not world-writable.
 - ``store``: the SQLite store opens and passes ``PRAGMA integrity_check``; queue and rejected counts.
@@ -34,7 +35,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from kiosk import config
 from kiosk.config import Settings
@@ -52,15 +54,20 @@ CLOCK_FIX = "sudo timedatectl set-ntp true; check the network and NTP (timedatec
 
 @dataclass(frozen=True)
 class Check:
-    """One check's result. ``fix`` is one line saying what to do ("" when ok or skipped)."""
+    """One check's result. ``fix`` is one line saying what to do ("" when ok or skipped);
+    ``data``: machine-readable facts for scripts and metrics (e.g. the clock's ``clock_synced``)."""
 
     name: str
     status: str  # ok | warn | fail | skip
     detail: str
     fix: str = ""
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.data:
+            del out["data"]
+        return out
 
 
 # ---------------------------------------------------------------- entry points

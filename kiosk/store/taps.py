@@ -160,13 +160,15 @@ class TapRecords(Database):
         return {"fixed": fixed, "flagged": flagged}
 
     def correct_held(self, correct: Correct, max_session_seconds: float | None = None, *,
-                     limit: int = PAGE) -> dict[str, int]:
+                     limit: int = PAGE, note: str = "") -> dict[str, int]:
         """Correct (or flag) up to ``limit`` held entries in one transaction; ``left`` says how many remain.
 
         ``correct(info)`` gives the true time of an untrusted stamp, or None when
         it cannot be known (the kiosk rebooted before the clock was trusted): such
         an entry is flagged for review, as is one that turns out longer than
-        ``max_session_seconds`` (a forgotten clock-out).
+        ``max_session_seconds`` (a forgotten clock-out). ``note`` (what the correction
+        did, e.g. "times corrected by +3600.2s from TimeTrack's Date header") goes to
+        each corrected entry's ``notes_log``.
         """
         fixed = flagged = 0
         with self.transaction() as db:
@@ -181,7 +183,8 @@ class TapRecords(Database):
                             break
                         times[end] = true
                 if reason is None:
-                    new = entry.replace(**times, start_unsynced=None, end_unsynced=None, clock_corrected=True)
+                    new = entry.replace(**times, start_unsynced=None, end_unsynced=None, clock_corrected=True,
+                                        notes_log=[*entry.notes_log, note] if note else entry.notes_log)
                     length = new.duration.total_seconds()
                     if length < MIN_ENTRY_SECONDS:
                         reason = "corrected times end before they start"
