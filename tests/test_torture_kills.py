@@ -4,8 +4,8 @@ A real ``kiosk run`` is killed again and again (25 times here, 200 with
 ``--torture-long``): while a tap is in flight, while the sender is inside a
 POST, or while idle. Between kills the emulator (a process of its own) gets a
 new random fault: latency, 5xx, 429, dropped connections before and after the
-entry is stored, a proxy that stores and then answers 502 or 504 (503: see the last test), a captive portal's
-redirect or 511 page, 401, dribbled answers. After every kill the store must pass
+entry is stored, a proxy that stores and then answers 502, 503 or 504, a captive portal's
+200 page, redirect or 511 page, 401, dribbled answers. After every kill the store must pass
 ``PRAGMA integrity_check`` and hold exactly the model's state: the open
 clock-ins, and per person the entries made (queued, delivered or rejected),
 an in-flight tap counting as one whole step or none. At the end, with the
@@ -37,12 +37,11 @@ FAULTS = [
     {"rate_limit": 0.4, "retry_after": 1},
     {"drop_before_store": 0.4},
     {"drop_after_store": 0.4},
-    {"gateway_error": 0.4, "gateway_status": 502},
-    {"gateway_error": 0.4, "gateway_status": 504},
+    {"gateway_error": 0.4},  # 502, 503 or 504 at random, after the entry was stored
     {"gateway_down": 0.4},
+    {"captive_portal": "page"},
     {"captive_portal": "redirect"},
     {"captive_portal": "511"},
-    # captive_portal=page (a 200 HTML page) is left out: it loses entries today, see the test at the end.
     {"unauthorized": True},
     {"dribble_body": 0.01},
     {"latency": 0.05, "drop_after_store": 0.3, "error_rate": 0.2},
@@ -140,11 +139,8 @@ def test_sigkill_storm_during_taps_and_deliveries_loses_nothing_and_sends_nothin
     assert per_user == model.entries
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the client takes every 503 for 'not processed' (RETRY) and sends "
-                   "again, but a proxy can answer 503 after forwarding a POST that was stored (the emulator's "
-                   "gateway_error fault; Envoy's 503 on an upstream reset): the entry reaches TimeTrack twice. "
-                   "Found by the 200-kill storm with gateway_error at random 502/503/504")
 def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
+    """A proxy may answer 503 after forwarding a POST that was stored (found by the 200-kill storm)."""
     from datetime import timedelta
 
     from kiosk import clock
@@ -170,10 +166,8 @@ def test_proxy_503_after_the_insert_does_not_send_the_entry_twice(tmp_path):
         assert len(emu.entries()) == 1, "the entry reached TimeTrack twice"
 
 
-@pytest.mark.xfail(strict=True, reason="defect (data loss): a captive portal's '200 OK' HTML page counts as a "
-                   "delivery (_classify_response takes any 2xx to a POST as DELIVERED, body unread): the entry "
-                   "leaves the queue and never reaches TimeTrack. Found by the 200-kill storm (5 of 146 lost)")
 def test_captive_portal_200_page_is_not_taken_for_a_delivery(tmp_path):
+    """A portal's '200 OK' HTML page is no delivery (found by the 200-kill storm: 5 of 146 entries lost)."""
     from datetime import timedelta
 
     from kiosk import clock
