@@ -3,8 +3,8 @@
 The parts (store, clock, sender, reader, feedback) are built by
 :func:`kiosk.app.build` from the settings; the daemon only runs them.
 
-Threads: the reader thread turns each tap into a decision, a durable commit
-and feedback, in that order, and never touches the network; the sender thread
+Threads: the reader thread hands each tap to :class:`kiosk.taps.TapDesk`
+(decision, durable commit, feedback, in that order; never the network); the sender thread
 delivers the outbox on its own store connection; the main thread handles
 signals (through :class:`kiosk.signals.SignalBox`: handlers only record, the
 loop acts), SIGHUP reloads, clock correction, store identity and the watchdog.
@@ -22,15 +22,16 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 
-from kiosk import __version__, badges, clock as clock_mod, config, feedback as feedback_mod, readers, service, text
+from kiosk import config, feedback as feedback_mod, metrics, readers, service
 from kiosk.clock import Clock
 from kiosk.delivery.sender import Sender
-from kiosk.exc import BadgeIdError, StoreError
+from kiosk.exc import StoreError
 from kiosk.feedback import Feedback, Health, Status
 from kiosk.metrics import MetricsWriter
 from kiosk.readers import Reader
-from kiosk.rules import TapKind, TapOutcome, decide
+from kiosk.rules import TapOutcome
 from kiosk.signals import SignalBox
+from kiosk.taps import TapDesk
 from kiosk.store import Store, presence
 
 log = logging.getLogger("kiosk.daemon")
@@ -66,7 +67,8 @@ class Daemon:
         self.reader.on_health = self._on_reader_health
         self.sender.on_status = self._on_sender_status
         self.feedback.on_health = self._on_feedback_health
-        self._last_seen: dict[str, float] = {}
+        self.taps = TapDesk(settings, store, clock, feedback, on_recorded=self._on_recorded,
+                            on_store_error=self._on_store_error)
         self._faults: dict[str, str] = {}
         self._backlog = False
         self._queued = 0
@@ -75,132 +77,27 @@ class Daemon:
         self._was_synced: bool | None = None
         self._held_left = 0  # held entries still to correct once the clock is trusted
         self._clock_published: tuple | None = None
-        self._clock_lock = threading.RLock()
-        self._busy_since: float | None = None  # a tap in progress since (monotonic)
         self._next_prune = 0.0
         self._last_metrics = -METRICS_EVERY  # monotonic time of the last metrics write
         self._changed = False  # a tap or a delivery since the last metrics write
-        self._unsaved_errors = 0  # ERROR taps not yet counted in the store (it was failing)
         self.heartbeat = presence.Heartbeat(store.path)  # `kiosk status`: pid, and alive within seconds
-        self._enrolling: str | None = None  # username a pending `kiosk enroll` waits for
         self._nudges = 0
 
     # ------------------------------------------------------------ taps
 
     def handle(self, raw: str | bytes | readers.Invalid) -> TapOutcome:
-        """One tap: parse, decide, commit durably, then signal. Never waits on the network."""
-        self._busy_since = time.monotonic()
-        try:
-            # The clock lock spans stamp to commit: a correction of untrusted stamps can't slip in between.
-            with self._clock_lock:
-                return self._handle_stamped(raw, self.clock.stamp())
-        finally:
-            self._busy_since = None
+        """One tap (see :class:`kiosk.taps.TapDesk`): what the reader thread does with each."""
+        return self.taps.handle(raw)
 
-    def _handle_stamped(self, raw: str | bytes | readers.Invalid, stamp) -> TapOutcome:
-        mono = time.monotonic()
-        try:
-            uid = self._parse(raw)
-        except BadgeIdError as exc:
-            if isinstance(raw, readers.Invalid):
-                shown = raw.shown
-            else:
-                shown = text.escape(raw.hex().upper() if isinstance(raw, bytes | bytearray) else raw, limit=64)
-            outcome = TapOutcome(TapKind.INVALID, shown, stamp.at, message=text.escape(str(exc), limit=200))
-            return self._commit(outcome, stamp)
-        try:
-            badge = self.store.badge(uid)
-            opened = self.store.open_clock_in(badge.username) if badge else None
-            last = self._last_seen.get(uid)
-            outcome = decide(uid, badge, opened, None if last is None else mono - last, stamp, self.rules)
-        except Exception as exc:
-            log.exception("cannot read the store for tap %s", uid)
-            return self._error(TapOutcome(TapKind.ERROR, uid, stamp.at), f"store error: {exc}")
-        if outcome.kind is TapKind.UNKNOWN and self._enrolment_pending():
-            enrolled = self._enrol(outcome, stamp)
-            if enrolled is not None:
-                return enrolled  # no debounce memory: the badge's next tap clocks in
-        outcome = self._commit(outcome, stamp)
-        if outcome.kind is not TapKind.ERROR:  # a tap that was not recorded may be repeated at once
-            self._last_seen[uid] = mono
-        return outcome
-
-    def _enrol(self, outcome: TapOutcome, stamp) -> TapOutcome | None:
-        """A `kiosk enroll` waits: map this unknown badge to its user (None: no request after all)."""
-        try:
-            badge = self.store.enrol(outcome.uid, stamp.at)
-        except Exception as exc:
-            log.exception("cannot enrol badge %s", outcome.uid)
-            return self._error(outcome, f"enrolment not recorded: {exc}")
-        if badge is None:
-            return None
-        outcome = replace(outcome, kind=TapKind.ENROLLED, username=badge.username)
-        self.feedback.show(outcome)
-        log.info("tap %s enrolled for %s", outcome.uid, badge.username,
-                 extra={"KIOSK_OUTCOME": "enrolled", "KIOSK_BADGE": outcome.uid, "KIOSK_USERNAME": badge.username})
-        self._check_enrolment()
-        return outcome
-
-    def _enrolment_pending(self) -> bool:
-        try:
-            return self.store.enrolment() is not None
-        except Exception:
-            log.exception("cannot read the enrolment request")
-            return False
-
-    def _check_enrolment(self) -> None:
-        """Follow `kiosk enroll` requests; tell a feedback that can show it (an optional ``enrolling`` hook)."""
-        request = self.store.enrolment()
-        username = request["username"] if request else None
-        if username == self._enrolling:
-            return
-        self._enrolling = username
-        hook = getattr(self.feedback, "enrolling", None)
-        if hook is not None:
-            try:
-                hook(username)
-            except Exception:
-                log.exception("feedback enrolling hook failed")
-
-    def _parse(self, raw: str | bytes | readers.Invalid) -> str:
-        if isinstance(raw, readers.Invalid):  # the reader refused it already (e.g. too long)
-            raise BadgeIdError(raw.reason)
-        if isinstance(raw, bytes | bytearray):  # a hardware reader: UID bytes, nothing to guess
-            return badges.from_bytes(raw)
-        return badges.parse(raw, self.settings.badges.decimal_byte_order)
-
-    def _error(self, outcome: TapOutcome, message: str) -> TapOutcome:
-        outcome = replace(outcome, kind=TapKind.ERROR, message=message)
-        self._unsaved_errors += 1  # the store could not count it: the main loop does, once it can
-        self._changed = True
-        self.feedback.show(outcome)
-        log.error("tap %s not recorded: %s", outcome.uid, message,
-                  extra={"KIOSK_OUTCOME": "error", "KIOSK_BADGE": outcome.uid})
-        return outcome
-
-    def _commit(self, outcome: TapOutcome, stamp) -> TapOutcome:
-        name = self.settings.kiosk.name
-        try:
-            entry_id = self.store.record(outcome, stamp, notes=f"kiosk: {name}", kiosk=name)
-        except Exception as exc:  # StoreError (disk full, file gone, busy) or a bug: never a dead reader
-            if not isinstance(exc, StoreError):
-                log.exception("cannot record tap %s (%s)", outcome.uid, outcome.kind)
-            self._set_fault("store", f"store error: {exc}")
-            return self._error(outcome, f"not recorded: {exc}")
+    def _on_recorded(self, outcome: TapOutcome, entry_id: int | None) -> None:
         self._set_fault("store", None)
-        self.feedback.show(outcome)  # only now: the tap is on disk
-        log.info("tap %s %s %s%s", outcome.uid, outcome.kind, outcome.username or "-",
-                 f" entry {entry_id}" if entry_id else "",
-                 extra={"KIOSK_OUTCOME": str(outcome.kind), "KIOSK_BADGE": outcome.uid,
-                        "KIOSK_USERNAME": outcome.username or "", "KIOSK_ENTRY_ID": entry_id or ""})
-        if outcome.stale is not None:
-            log.warning("flagged stale clock-in of %s since %s", outcome.stale.username, outcome.stale.since)
-        if outcome.note:
-            log.warning("entry %s of %s: %s", entry_id, outcome.username, outcome.note)
+        self._changed = True
         if entry_id is not None:
             self.sender.wake()
+
+    def _on_store_error(self, message: str) -> None:
+        self._set_fault("store", message)
         self._changed = True
-        return outcome
 
     def _read_loop(self) -> None:
         try:
@@ -298,7 +195,7 @@ class Daemon:
             self.reload()
         self._check_store()
         self.sender.watch()  # a request that lasts: "stuck in a request for N s" in kiosk status
-        self._check_enrolment()
+        self.taps.check_enrolment()
         nudges = self.store.nudges()  # entries queued by a `kiosk` command: deliver them now
         if nudges != self._nudges:
             self._nudges = nudges
@@ -316,14 +213,14 @@ class Daemon:
 
     def _save_error_count(self) -> None:
         """Count ERROR taps in the store once it works again (the counters survive restarts)."""
-        n = self._unsaved_errors
+        n = self.taps.unsaved_errors
         if not n:
             return
         try:
             self.store.bump_counter("taps:error", n)
         except Exception:
             return  # still failing: the count waits in memory
-        self._unsaved_errors -= n
+        self.taps.unsaved_errors -= n
 
     def _write_metrics(self, now: float) -> None:
         """The Prometheus textfile: every few seconds, and within a second of a tap or a delivery."""
@@ -335,35 +232,14 @@ class Daemon:
         self._changed = False
         self._last_metrics = now
         try:
-            snapshot = self.metrics_snapshot()
+            # Read on the sender's connection, never the tap's.
+            snapshot = metrics.snapshot(self.sender.store, unsaved_errors=self.taps.unsaved_errors,
+                                        reader_up=self.reader.healthy, clock_synced=self.clock.synced(),
+                                        name=self.settings.kiosk.name)
         except Exception:
             log.exception("cannot gather the metrics")
             return
         self.metrics.update(snapshot)
-
-    def metrics_snapshot(self) -> dict:
-        """What ``kiosk_*`` metrics show, read on the sender's connection (never the tap's)."""
-        store = self.sender.store
-        counters = store.counters()
-        oldest = store.oldest_queued()
-        last = store.status_value("last_delivery")
-        taps = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("taps:")}
-        taps["error"] = taps.get("error", 0) + self._unsaved_errors
-        return {
-            "queue_entries": store.outbox_count(),
-            "queue_oldest_age_seconds": (clock_mod.utcnow() - oldest.queued_at).total_seconds()
-            if oldest is not None and oldest.queued_at is not None else None,
-            "rejected_entries": store.rejected_count(),
-            "flagged_entries": store.flagged_count(),
-            "open_clock_ins": store.open_count(),
-            "taps_total": taps,
-            "deliveries_total": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("deliveries:")},
-            "last_delivery_timestamp_seconds": clock_mod.from_iso(last["at"]).timestamp() if last else None,
-            "reader_up": bool(self.reader.healthy),
-            "clock_synced": self.clock.synced(),
-            "name": self.settings.kiosk.name,
-            "version": __version__,
-        }
 
     def _check_store(self) -> None:
         """Notice a store file deleted or replaced under us: a fault, and taps answered ERROR."""
@@ -387,7 +263,7 @@ class Daemon:
             self._was_synced = False
             return False
         if self._was_synced is not True:
-            with self._clock_lock:
+            with self.taps.clock_lock:
                 result = self.store.correct_open(self.clock.correct)
             if result["fixed"] or result["flagged"]:
                 log.warning("clock trusted: corrected %(fixed)d open clock-ins, flagged %(flagged)d", result)
@@ -401,7 +277,7 @@ class Daemon:
         deadline = time.monotonic() + CORRECTION_BUDGET
         fixed = flagged = 0
         while self._held_left and time.monotonic() < deadline and not self.stop_event.is_set():
-            with self._clock_lock:  # one short transaction per batch: taps go in between
+            with self.taps.clock_lock:  # one short transaction per batch: taps go in between
                 batch = self.store.correct_held(self.clock.correct, self.rules.max_session_hours * 3600,
                                                 note=self.clock.correction_note())
             fixed, flagged, self._held_left = fixed + batch["fixed"], flagged + batch["flagged"], batch["left"]
@@ -440,7 +316,7 @@ class Daemon:
     def healthy(self) -> bool:
         """For the watchdog: the reader thread lives, no tap is stuck (e.g. in a hung store write),
         and the sender thread lives and is not stuck in a request past its deadline."""
-        busy = self._busy_since
+        busy = self.taps.busy_since
         return (self.reader_thread.is_alive() and (busy is None or time.monotonic() - busy < self.stuck_after)
                 and self.sender.healthy())
 

@@ -185,3 +185,33 @@ class MetricsWriter:
                 self.failing = False
                 self.log.info("metrics file %s written again", self.path)
             return True
+
+
+def snapshot(store, *, unsaved_errors: int = 0, reader_up: bool, clock_synced: bool, name: str) -> dict[str, Any]:
+    """What the ``kiosk_*`` metrics show now: queue, review lists and the persistent counters of ``store``.
+
+    ``unsaved_errors``: ERROR taps the store could not count yet (it was failing), added so
+    that the counter never goes backwards when they are saved.
+    """
+    from kiosk import __version__, clock
+
+    counters = store.counters()
+    oldest = store.oldest_queued()
+    last = store.status_value("last_delivery")
+    taps = {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("taps:")}
+    taps["error"] = taps.get("error", 0) + unsaved_errors
+    return {
+        "queue_entries": store.outbox_count(),
+        "queue_oldest_age_seconds": (clock.utcnow() - oldest.queued_at).total_seconds()
+        if oldest is not None and oldest.queued_at is not None else None,
+        "rejected_entries": store.rejected_count(),
+        "flagged_entries": store.flagged_count(),
+        "open_clock_ins": store.open_count(),
+        "taps_total": taps,
+        "deliveries_total": {k.split(":", 1)[1]: v for k, v in counters.items() if k.startswith("deliveries:")},
+        "last_delivery_timestamp_seconds": clock.from_iso(last["at"]).timestamp() if last else None,
+        "reader_up": bool(reader_up),
+        "clock_synced": bool(clock_synced),
+        "name": name,
+        "version": __version__,
+    }

@@ -211,7 +211,7 @@ def test_install_enable_start_ready_tap_reload_stop_uninstall(container, emu):
     assert "+ systemctl daemon-reload" in out
     assert "apt-get install" in out  # python3-venv, git, procps, build dependencies were missing
     assert c.run("stat", "-c", "%U:%G %a", "/etc/kiosk/secret").stdout.split() == ["root:root", "600"]
-    assert c.run("id", "-nG", "kiosk").stdout.split() == ["kiosk", "spi", "gpio", "input"]
+    assert c.run("id", "-nG", "kiosk").stdout.split() == ["kiosk", "spi", "gpio", "input", "i2c"]
     assert c.run("systemctl", "is-enabled", "kiosk", check=False).stdout.strip() == "disabled"
     again = c.run("bash", "/src/deploy/install.sh", input="", timeout=600)
     assert [ln for ln in again.stdout.splitlines() if ln.startswith("  + ")] == [], again.stdout
