@@ -21,6 +21,17 @@ def write_config(tmp_path):
     return write
 
 
+def pytest_addoption(parser):
+    parser.addoption("--torture-long", action="store_true", default=False,
+                     help="run the torture tests (-m torture) at full length: 200 kills, more fuzzing examples")
+
+
+def pytest_configure(config):
+    from . import torture_support
+
+    torture_support.LONG = bool(config.getoption("--torture-long"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Long runs (marked ``slow``) only when asked for with ``-m slow``; the normal run has bounded versions."""
     if config.getoption("-m"):
