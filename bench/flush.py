@@ -4,8 +4,10 @@ Each round runs both, in a random order, against the same emulator (its own
 process, reset before each run):
 
 - ``kiosk``: ``kiosk run`` on a copy of a store with N entries queued (API
-  up), timed from its READY=1 (the sender starts just before it) until the
-  emulator holds N entries; then the exact entries are checked: N, none twice;
+  up), timed from its READY=1 (the sender starts just before it) until its
+  outbox is empty (read from the store file, so that no polling request
+  competes with the kiosk's at the emulator); then the emulator's entries are
+  checked: exactly N, none twice;
 - ``bare``: ``python -m bench.flush bare URL N`` in a process of its own, the
   practical ceiling: one ``requests.Session`` (``trust_env = False``, as the
   kiosk's client reads the environment once) posting N entries of the same
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -29,6 +32,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.procs import AUTH, EmulatorProcess, NotifySocket, base_env, kiosk_process, write_config
+from kiosk.store.db import STORE_NAME, TABLE
+
+QUEUED = f"SELECT COUNT(*) FROM \"{TABLE}\" WHERE key >= 'outbox:' AND key < 'outbox;'"
 
 
 def bare_loop(url: str, n: int) -> float:
@@ -76,12 +82,18 @@ def run_kiosk(emu: EmulatorProcess, workdir: Path, name: str, seed: Path, n: int
         if ready is None:
             raise RuntimeError(f"{name}: no READY=1; {proc.stderr()[-2000:]}")
         early = emu.creates()  # delivered before READY=1 was read: left out of the kiosk's rate
+        # Done when the kiosk's own outbox is empty (an entry leaves it only after the server's answer),
+        # read from the store file: asking the emulator would put this loop's requests between the kiosk's.
         deadline = time.monotonic() + 3600
-        while (created := emu.creates()) < n:
-            if time.monotonic() > deadline or proc.proc.poll() is not None:
-                raise RuntimeError(f"{name}: {created} of {n} delivered; {proc.stderr()[-2000:]}")
-            time.sleep(0.02)
-        seconds = time.monotonic() - ready
+        outbox = sqlite3.connect(f"file:{state / STORE_NAME}?mode=ro", uri=True)
+        try:
+            while outbox.execute(QUEUED).fetchone()[0]:
+                if time.monotonic() > deadline or proc.proc.poll() is not None:
+                    raise RuntimeError(f"{name}: {emu.creates()} of {n} delivered; {proc.stderr()[-2000:]}")
+                time.sleep(0.02)
+            seconds = time.monotonic() - ready
+        finally:
+            outbox.close()
     finally:
         proc.stop()
         notify.close()

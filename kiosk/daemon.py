@@ -354,6 +354,7 @@ class Daemon:
             watchdog = service.watchdog_interval()
             tick = min(self.tick, watchdog) if watchdog else self.tick
             more = True  # the first turn comes at once: clock correction, store checks
+            chores_failing = False
             while not self.stop_event.is_set():
                 self.heartbeat.beat()
                 got = self.signals.wait(0 if more else tick)
@@ -364,9 +365,13 @@ class Daemon:
                     self.reload()  # once per burst, however many SIGHUPs came
                 try:
                     more = self._housekeeping()
-                except Exception:  # e.g. the store busy for a moment: try again next tick
-                    log.exception("housekeeping failed")
-                    more = False
+                    if chores_failing:
+                        log.info("housekeeping works again")
+                    chores_failing = False
+                except Exception:  # e.g. the store busy for a moment: try again next tick (logged once)
+                    if not chores_failing:
+                        log.exception("housekeeping failed; retrying every tick, quietly until it works")
+                    chores_failing, more = True, False
                 if watchdog and self.healthy():
                     service.notify("WATCHDOG=1")
         except Exception:

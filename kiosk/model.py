@@ -18,6 +18,9 @@ in ``extra`` and written back, so a newer kiosk's additions survive an older one
 from __future__ import annotations
 
 import dataclasses
+import logging
+import types
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Self
@@ -54,6 +57,43 @@ class Stamp:
 
     def same_boot(self, boot: str) -> bool:
         return bool(self.boot) and self.boot == boot
+
+
+log = logging.getLogger("kiosk.store")
+_ABSENT = object()
+_DAMAGED_SEEN: set[str] = set()
+_SIMPLE = {str: (str,), int: (int,), float: (float, int), bool: (bool,), datetime: (datetime,), dict: (dict,),
+           list: (list,), type(None): (type(None),)}
+
+
+def damaged(where: str, why: str) -> None:
+    """Log a record that cannot be read (once per record): what it is and why, never its content."""
+    if where in _DAMAGED_SEEN or len(_DAMAGED_SEEN) > 10_000:
+        return
+    _DAMAGED_SEEN.add(where)
+    log.warning("store record %s cannot be read and is left alone: %s", where, why)
+
+
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """Per field, the types its value may have (fields typed ``Any`` or otherwise left out), made once per class."""
+    cached = cls.__dict__.get("_TYPES")
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = {}
+        for f in dataclasses.fields(cls):
+            allowed: list[type] = []
+            hint = hints[f.name]
+            union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+            for hint in typing.get_args(hint) if union else (hint,):
+                simple = _SIMPLE.get(typing.get_origin(hint) or hint)
+                if simple is None:
+                    allowed = []
+                    break
+                allowed.extend(simple)
+            if allowed and f.name != "extra":
+                cached[f.name] = tuple(allowed)
+        setattr(cls, "_TYPES", cached)  # noqa: B010 - a class-level cache
+    return cached
 
 
 class _Record:
@@ -95,6 +135,70 @@ class _Record:
             value = getattr(self, name)
             out[key] = _opt_iso(value) if is_time else value
         return out
+
+    @classmethod
+    def parse(cls, record: Any, where: str = "") -> Self | None:
+        """The record, or None when ``record`` is not one (damaged, or planted by whoever can write
+        the file): reported once in the log, never raised, so one bad record stops nothing else."""
+        try:
+            if not isinstance(record, dict):
+                raise TypeError(f"a JSON {type(record).__name__}, not an object")
+            value = cls.from_record(record)
+            value._check_types()
+            return value
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            damaged(where or cls.__name__, f"not a {cls.__name__} ({exc})")
+            return None
+
+    @classmethod
+    def readable(cls, record: Any, where: str = "") -> bool:
+        """Whether ``record`` has this record's shape (a cheap check of the stored form, for listings
+        that stream records as stored): required keys present, values of the right kind, times as text.
+        A record that is not is reported once in the log, like :meth:`parse` does."""
+        problem = cls._shape_problem(record)
+        if problem:
+            damaged(where or cls.__name__, f"not a {cls.__name__} ({problem})")
+        return not problem
+
+    @classmethod
+    def _shape_problem(cls, record: Any) -> str:
+        if not isinstance(record, dict):
+            return f"a JSON {type(record).__name__}, not an object"
+        for stored, required, expected in cls._shape():
+            value = record.get(stored, _ABSENT)
+            if value is _ABSENT:
+                if required:
+                    return f"no {stored}"
+            elif expected and (not isinstance(value, expected) or (value is True or value is False)
+                               and bool not in expected):
+                return f"{stored} is a {type(value).__name__}"
+        return ""
+
+    @classmethod
+    def _shape(cls) -> tuple[tuple[str, bool, tuple[type, ...]], ...]:
+        """Per stored key: (key, required, the kinds its stored value may be), made once per class."""
+        shape = cls.__dict__.get("_SHAPE")
+        if shape is None:
+            kinds = _field_types(cls)
+            shape = []
+            for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+                if f.name == "extra":
+                    continue
+                required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                expected = kinds.get(f.name, ())
+                if f.name in cls.TIMES:  # stored as ISO text
+                    expected = (str, type(None)) if type(None) in expected else (str,)
+                shape.append((cls.KEYS.get(f.name, f.name), required, expected))
+            shape = tuple(shape)
+            setattr(cls, "_SHAPE", shape)  # noqa: B010 - a class-level cache
+        return shape
+
+    def _check_types(self) -> None:
+        """TypeError when a field holds a value of the wrong kind (a number where a name goes)."""
+        for name, expected in _field_types(type(self)).items():
+            value = getattr(self, name)
+            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+                raise TypeError(f"{name} is a {type(value).__name__}")
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -61,5 +61,7 @@ def setup_logging(level: str = "INFO", *, journal: bool | None = None) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
-    # sqlitedict logs every statement at INFO; keep its noise out of the journal.
-    logging.getLogger("sqlitedict").setLevel(logging.WARNING)
+    # sqlitedict logs every statement at INFO, and a failed statement (a full disk) as a traceback
+    # of a dozen ERROR lines from its own thread; the store reports each failure itself, in one
+    # line (kiosk.store, the tap's ERROR), so only sqlitedict's critical messages get through.
+    logging.getLogger("sqlitedict").setLevel(logging.CRITICAL)

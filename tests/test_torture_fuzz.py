@@ -120,8 +120,6 @@ def test_fuzzed_config_files_get_a_message_and_exit_0_or_78(tmp_path, text, mode
         assert "error" in result.output.lower()
 
 
-@pytest.mark.xfail(strict=True, reason="defect: config.load catches tomllib.TOMLDecodeError but not the "
-                   "UnicodeDecodeError tomllib raises on bytes that are not UTF-8: a traceback and exit 1")
 def test_config_file_that_is_not_utf8_gets_a_message_and_exit_78(tmp_path):
     path = tmp_path / "kiosk.toml"
     path.write_bytes(b'[api]\nkey = "\x80"\n')

@@ -74,6 +74,8 @@ def load(path: str | os.PathLike | None = None, *, require_api: bool = True) -> 
         raise ConfigError(path, None, "is a directory") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib lets this one through
+        raise ConfigError(path, None, f"not UTF-8 text (byte {exc.start}): save the file as UTF-8") from None
     return from_dict(raw, path=path, require_api=require_api)
 
 

@@ -43,14 +43,14 @@ class Store(AdminRecords, ReviewRecords, BackupRecords, TapRecords, OutboxRecord
 
     def flagged(self) -> list[FlaggedRecord]:
         """Open clock-ins and entries set aside for review, oldest first."""
-        return [FlaggedRecord.from_record(v) for _, v in self._walk("flagged")]
+        return list(self._typed(FlaggedRecord, self._walk("flagged")))
 
     def flagged_count(self) -> int:
         return self._count("flagged")
 
     def audit(self, limit: int | None = None) -> list[AuditLine]:
         """Audit lines, newest first."""
-        return [AuditLine.from_record(v) for _, v in self._page("audit", reverse=True, limit=limit)]
+        return list(self._typed(AuditLine, self._page("audit", reverse=True, limit=limit)))
 
     # ------------------------------------------------------------ status records
 

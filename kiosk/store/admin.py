@@ -145,7 +145,7 @@ class AdminRecords(Changes):
 
     def iter_badges(self) -> Iterator[Badge]:
         """Every mapping in badge id order, a page at a time (constant memory)."""
-        return (Badge.from_record(v) for _, v in self._walk("badge"))
+        return self._typed(Badge, self._walk("badge"))
 
     def badge_count(self) -> int:
         return self._count("badge")
@@ -299,7 +299,8 @@ class AdminRecords(Changes):
                 raise Conflict(f"an enrolment for {name(pending['username'])} (started by {name(pending.get('by') or '?')}) "
                                f"is waiting for a tap until {pending['expires_at'][11:19]} UTC; try again then")
             stale = to_iso(now - RESULT_KEPT)  # results no command came back for (it was killed)
-            self._delete_many([k for k, v in self._page("enrol:result", limit=None) if (v.get("at") or "") < stale])
+            self._delete_many([k for k, v in self._page("enrol:result", limit=None)
+                               if not isinstance(v, dict) or str(v.get("at") or "") < stale])
             request = {"id": self._next_id(db), "username": username, "label": label, "by": self.actor,
                        "requested_at": to_iso(now), "expires_at": to_iso(now + timedelta(seconds=timeout))}
             db[ENROL_REQUEST] = request

@@ -45,7 +45,7 @@ from typing import Any
 from sqlitedict import SqliteDict
 
 from kiosk.exc import StoreCorrupt, StoreError, StoreGone, StoreMissing, StoreTooNew
-from kiosk.model import to_iso
+from kiosk.model import damaged, to_iso
 
 SCHEMA_VERSION = 2
 TABLE = "kiosk"
@@ -57,6 +57,29 @@ log = logging.getLogger("kiosk.store")
 _OPEN: dict[tuple[int, int], int] = {}  # (device, inode) -> connections open in this process
 _WRITERS: dict[tuple[int, int], threading.Lock] = {}  # one write lock per file in this process
 _OPEN_LOCK = threading.Lock()
+
+
+DAMAGED = object()  # what decode() gives for a value that is not JSON
+
+
+def decode(k: str, raw: Any) -> Any:
+    """The JSON value stored under ``k``, or :data:`DAMAGED` (logged once): never anything but JSON,
+    so a pickle planted in the file is never unpickled."""
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
+        damaged(k, f"not JSON ({exc.__class__.__name__})")
+        return DAMAGED
+
+
+class Rows(list):
+    """Decoded (key, value) pairs of one read; damaged values are left out, but :attr:`raw_count`
+    and :attr:`last_key` still count them, so paging goes past them."""
+
+    def __init__(self, raw: list[tuple[str, Any]]):
+        super().__init__((k, v) for k, r in raw if (v := decode(k, r)) is not DAMAGED)
+        self.raw_count = len(raw)
+        self.last_key = raw[-1][0] if raw else None
 
 
 def key(prefix: str, ident: int | str) -> str:
@@ -243,7 +266,8 @@ class Database:
             sql += " LIMIT ?"
             args.append(limit)
         with self._lock:
-            return [(k, json.loads(v)) for k, v in self._open().conn.select(sql, tuple(args))]
+            raw = list(self._open().conn.select(sql, tuple(args)))
+        return Rows(raw)
 
     def _walk(self, prefix: str, *, reverse: bool = False, page: int = PAGE * 8) -> Iterator[tuple[str, Any]]:
         """Every record under ``prefix``, a page at a time (constant memory; the lock is free between pages)."""
@@ -254,9 +278,14 @@ class Database:
             else:
                 rows = self._page(prefix, after=cursor, limit=page)
             yield from rows
-            if len(rows) < page:
+            if rows.raw_count < page:
                 return
-            cursor = rows[-1][0]
+            cursor = rows.last_key
+
+    @staticmethod
+    def _typed(cls, rows) -> Iterator:
+        """The records among ``rows`` (key, value) that read as ``cls``; the others are logged and skipped."""
+        return (r for k, v in rows if (r := cls.parse(v, k)) is not None)
 
     def _count(self, prefix: str) -> int:
         with self._lock:
@@ -265,8 +294,13 @@ class Database:
         return row[0]
 
     def _get(self, k: str, default=None):
+        """The record under ``k``; ``default`` when there is none, or when it cannot be decoded."""
         with self._lock:
-            return self._open().get(k, default)
+            row = self._open().conn.select_one(f'SELECT value FROM "{TABLE}" WHERE key = ?', (k,))
+        if row is None:
+            return default
+        value = decode(k, row[0])
+        return default if value is DAMAGED else value
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         """The records stored under ``keys`` (missing ones left out), in key order."""
@@ -275,8 +309,10 @@ class Database:
             for i in range(0, len(keys), CHUNK):
                 chunk = keys[i:i + CHUNK]
                 sql = f'SELECT key, value FROM "{TABLE}" WHERE key IN ({",".join("?" * len(chunk))}) ORDER BY key'
-                for k, value in self._open().conn.select(sql, tuple(chunk)):
-                    found[k] = json.loads(value)
+                for k, raw in self._open().conn.select(sql, tuple(chunk)):
+                    value = decode(k, raw)
+                    if value is not DAMAGED:
+                        found[k] = value
         return found
 
     def _delete_many(self, keys: list[str]) -> None:
@@ -303,7 +339,12 @@ class Database:
     def _bump(self, db: SqliteDict, counter: str, n: int = 1) -> None:
         """Add ``n`` to a persistent counter (metrics survive restarts) inside the current transaction."""
         k = key("counter", counter)
-        db[k] = int(db.get(k, 0)) + n
+        try:
+            count = int(db.get(k, 0))
+        except (ValueError, TypeError, OverflowError) as exc:  # a damaged counter must not cost a tap
+            damaged(k, f"counter reset ({exc.__class__.__name__})")
+            count = 0
+        db[k] = count + n
 
     def bump_counter(self, counter: str, n: int = 1) -> None:
         """Add ``n`` to a persistent counter in a transaction of its own (e.g. taps the store could not record)."""
@@ -312,7 +353,8 @@ class Database:
 
     def counters(self) -> dict[str, int]:
         """Every persistent counter: ``{"taps:clock_in": 12, "deliveries:delivered": 9, ...}``."""
-        return {k.split(":", 1)[1]: int(v) for k, v in self._page("counter", limit=None)}
+        return {k.split(":", 1)[1]: v for k, v in self._page("counter", limit=None)
+                if isinstance(v, int) and not isinstance(v, bool)}
 
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"`` or what is wrong."""
@@ -343,9 +385,10 @@ class Database:
             # Schema 2 keeps entries stamped before the clock was trusted under "held:", so that
             # delivery pages through sendable entries only.
             moved, cursor = 0, None
-            while rows := self._page("outbox", after=cursor, limit=CHUNK):
-                cursor = rows[-1][0]
-                held = [(k, e) for k, e in rows if e.get("from_unsynced") or e.get("to_unsynced")]
+            while (rows := self._page("outbox", after=cursor, limit=CHUNK)).raw_count:
+                cursor = rows.last_key
+                held = [(k, e) for k, e in rows
+                        if isinstance(e, dict) and (e.get("from_unsynced") or e.get("to_unsynced"))]
                 if held:
                     with self.transaction() as db:
                         db.update({key("held", int(e["id"])): e for _, e in held})

@@ -30,15 +30,25 @@ class OutboxRecords(Database):
             >>> page = store.queued()                      # doctest: +SKIP
             >>> more = store.queued(after=page[-1].id)     # doctest: +SKIP
         """
-        return [OutboxEntry.from_record(v) for _, v in self._page("outbox", after=key("outbox", after), limit=limit)]
+        return self._entries("outbox", after, limit)
 
     def held(self, after: int = 0, limit: int = PAGE) -> list[OutboxEntry]:
         """Entries waiting for a trusted clock, oldest first."""
-        return [OutboxEntry.from_record(v) for _, v in self._page("held", after=key("held", after), limit=limit)]
+        return self._entries("held", after, limit)
+
+    def _entries(self, prefix: str, after: int, limit: int) -> list[OutboxEntry]:
+        """The next page of readable entries; pages of damaged records alone are read past."""
+        cursor = key(prefix, after)
+        while True:
+            rows = self._page(prefix, after=cursor, limit=limit)
+            entries = list(self._typed(OutboxEntry, rows))
+            if entries or rows.raw_count < limit:
+                return entries
+            cursor = rows.last_key
 
     def iter_outbox(self) -> Iterator[OutboxEntry]:
         """Every queued and held entry in id order, read a page at a time (constant memory)."""
-        streams = [(OutboxEntry.from_record(v) for _, v in self._walk(prefix)) for prefix in ("outbox", "held")]
+        streams = [self._typed(OutboxEntry, self._walk(prefix)) for prefix in ("outbox", "held")]
         return heapq.merge(*streams, key=lambda e: e.id)
 
     def outbox(self, limit: int | None = None) -> list[OutboxEntry]:
@@ -55,7 +65,7 @@ class OutboxRecords(Database):
         for prefix in ("outbox", "held"):
             rec = self._get(key(prefix, entry_id))
             if rec is not None:
-                return OutboxEntry.from_record(rec)
+                return OutboxEntry.parse(rec, key(prefix, entry_id))
         return None
 
     def outbox_count(self) -> int:
@@ -67,7 +77,7 @@ class OutboxRecords(Database):
 
     def oldest_queued(self) -> OutboxEntry | None:
         """The entry that has waited longest (queued or held)."""
-        firsts = [OutboxEntry.from_record(v) for p in ("outbox", "held") for _, v in self._page(p, limit=1)]
+        firsts = [e for p in ("outbox", "held") for e in self._typed(OutboxEntry, self._page(p, limit=1))]
         return min(firsts, key=lambda e: e.id, default=None)
 
     # ------------------------------------------------------------ delivery bookkeeping
@@ -134,11 +144,11 @@ class OutboxRecords(Database):
     # ------------------------------------------------------------ rejected, dropped, delivered
 
     def rejected(self) -> list[RejectedEntry]:
-        return [RejectedEntry.from_record(v) for _, v in self._walk("rejected")]
+        return list(self._typed(RejectedEntry, self._walk("rejected")))
 
     def rejected_entry(self, entry_id: int) -> RejectedEntry | None:
         rec = self._get(key("rejected", entry_id))
-        return None if rec is None else RejectedEntry.from_record(rec)
+        return None if rec is None else RejectedEntry.parse(rec, key("rejected", entry_id))
 
     def rejected_count(self) -> int:
         return self._count("rejected")
@@ -172,7 +182,7 @@ class OutboxRecords(Database):
 
     def delivered(self, limit: int | None = None) -> list[DeliveredEntry]:
         """Delivered entries, newest first."""
-        return [DeliveredEntry.from_record(v) for _, v in self._page("delivered", reverse=True, limit=limit)]
+        return list(self._typed(DeliveredEntry, self._page("delivered", reverse=True, limit=limit)))
 
     def prune(self, before: datetime) -> int:
         """Delete audit lines and delivered entries older than ``before`` (the history limit).
@@ -185,7 +195,7 @@ class OutboxRecords(Database):
         for prefix, stamp in (("audit", "at"), ("delivered", "delivered_at")):
             while True:  # oldest first, a batch at a time: ids grow with time
                 batch = self._page(prefix, limit=PRUNE_BATCH)
-                old = [k for k, rec in batch if (rec.get(stamp) or "") < cutoff]
+                old = [k for k, rec in batch if isinstance(rec, dict) and str(rec.get(stamp) or "") < cutoff]
                 if old:
                     with self.transaction():
                         self._delete_many(old)

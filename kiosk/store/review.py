@@ -15,7 +15,6 @@ the ids, with a day's margin for wall-clock steps) instead of at the beginning.
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from kiosk.exc import Conflict, InvalidTime, NotFound
 from kiosk.model import (AuditLine, FlaggedRecord, OpenClockIn, OutboxEntry, RejectedEntry, from_iso, to_iso)
 from kiosk.rules import MIN_ENTRY_SECONDS
 from kiosk.store.admin import Changes, name
-from kiosk.store.db import PAGE, TABLE, key
+from kiosk.store.db import PAGE, TABLE, decode, key
 
 SINCE_MARGIN = timedelta(days=1)  # wall-clock steps: start the id search this much earlier
 
@@ -89,11 +88,11 @@ class ReviewRecords(Changes):
 
     def iter_flagged(self) -> Iterator[FlaggedRecord]:
         """Flagged records, oldest first, a page at a time."""
-        return (FlaggedRecord.from_record(v) for _, v in self._walk("flagged"))
+        return self._typed(FlaggedRecord, self._walk("flagged"))
 
     def flagged_entry(self, flag_id: int) -> FlaggedRecord | None:
         rec = self._get(key("flagged", flag_id))
-        return None if rec is None else FlaggedRecord.from_record(rec)
+        return None if rec is None else FlaggedRecord.parse(rec, key("flagged", flag_id))
 
     @staticmethod
     def flagged_times(flag: FlaggedRecord) -> tuple[datetime | None, datetime | None]:
@@ -150,16 +149,16 @@ class ReviewRecords(Changes):
     def iter_outbox_records(self) -> Iterator[dict]:
         """Queued and held entries as stored (JSON-ready, the form ``to_record()`` gives), in id order, a page
         at a time: listings of a week-long outage print them without building a typed record each."""
-        streams = [(v for _, v in self._walk(prefix)) for prefix in ("outbox", "held")]
-        return heapq.merge(*streams, key=lambda rec: int(rec["id"]))
+        streams = [(v for k, v in self._walk(prefix) if OutboxEntry.readable(v, k)) for prefix in ("outbox", "held")]
+        return heapq.merge(*streams, key=lambda rec: rec["id"])
 
     def iter_rejected_records(self) -> Iterator[dict]:
         """Rejected entries as stored, in id order, a page at a time."""
-        return (v for _, v in self._walk("rejected"))
+        return (v for k, v in self._walk("rejected") if RejectedEntry.readable(v, k))
 
     def iter_rejected(self) -> Iterator[RejectedEntry]:
         """Rejected entries, oldest first, a page at a time."""
-        return (RejectedEntry.from_record(v) for _, v in self._walk("rejected"))
+        return self._typed(RejectedEntry, self._walk("rejected"))
 
     def edit_rejected(self, entry_id: int, *, username: str | None = None, start: datetime | None = None,
                       end: datetime | None = None) -> tuple[RejectedEntry, RejectedEntry]:
@@ -230,8 +229,10 @@ class ReviewRecords(Changes):
             want = page if limit is None else min(page, limit - sent)
             with self._lock:
                 rows = list(self._open().conn.select(sql, (low, high, *args, want)))
-            for _, value in rows:
-                yield AuditLine.from_record(json.loads(value))
+            for k, raw in rows:
+                line = AuditLine.parse(decode(k, raw), k)
+                if line is not None:
+                    yield line
             sent += len(rows)
             if len(rows) < want:
                 return

@@ -45,24 +45,24 @@ class TapRecords(Database):
     def badge(self, uid: str) -> Badge | None:
         """The mapping of canonical badge id ``uid``, or None."""
         rec = self._get(key("badge", uid))
-        return None if rec is None else Badge.from_record(rec)
+        return None if rec is None else Badge.parse(rec, key("badge", uid))
 
     def badges(self) -> list[Badge]:
         """Every mapping, in badge id order."""
-        return [Badge.from_record(v) for _, v in self._walk("badge")]
+        return list(self._typed(Badge, self._walk("badge")))
 
     # ------------------------------------------------------------ open clock-ins
 
     def open_clock_in(self, username: str) -> OpenClockIn | None:
         rec = self._get(key("open", username))
-        return None if rec is None else OpenClockIn.from_record(rec)
+        return None if rec is None else OpenClockIn.parse(rec, key("open", username))
 
     def open_count(self) -> int:
         return self._count("open")
 
     def open_clock_ins(self) -> list[OpenClockIn]:
         """Everyone clocked in now (one per person: bounded by the staff, not by time)."""
-        return [OpenClockIn.from_record(v) for _, v in self._walk("open")]
+        return list(self._typed(OpenClockIn, self._walk("open")))
 
     # ------------------------------------------------------------ the tap
 
@@ -147,8 +147,8 @@ class TapRecords(Database):
         fixed = flagged = 0
         with self.transaction() as db:
             for k, rec in self._page("open", limit=None):  # one per person
-                opened = OpenClockIn.from_record(rec)
-                if opened.synced:
+                opened = OpenClockIn.parse(rec, k)
+                if opened is None or opened.synced:
                     continue
                 true = correct({"boottime": opened.boottime, "boot": opened.boot})
                 if true is None:
@@ -173,7 +173,9 @@ class TapRecords(Database):
         fixed = flagged = 0
         with self.transaction() as db:
             for k, rec in self._page("held", limit=limit):
-                entry = OutboxEntry.from_record(rec)
+                entry = OutboxEntry.parse(rec, k)
+                if entry is None:
+                    continue
                 reason, times = None, {}
                 for end, info in (("start", entry.start_unsynced), ("end", entry.end_unsynced)):
                     if info:
