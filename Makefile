@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-quick bench-readme torture lint clean deps docs
+.PHONY: demo test bench bench-quick bench-readme torture clean deps docs
 
 $(VENV)/.installed: pyproject.toml deploy/build-deps.sh
 	PYTHON=$(PYTHON) sh deploy/build-deps.sh

@@ -53,10 +53,6 @@ def pickled(marker: str, protocol: int) -> bytes:
 
 PICKLE = object()  # stands for a pickle payload (protocol 2, or the one given) in the cases below
 
-# Defects this suite found and that are now fixed (see the report on issue #10) fail here like any
-# other case: nothing excuses running the payload, a dead daemon, a traceback or a stalled queue.
-KNOWN: dict[str, str] = {}
-
 CASES = [
     pytest.param("badge:" + VICTIM, PICKLE, id="badge-pickle"),
     pytest.param("badge:" + VICTIM, (PICKLE, 0), id="badge-pickle-protocol-0"),
@@ -90,8 +86,7 @@ def delivered_or_stuck(emulator, daemon) -> bool:
 
 
 @pytest.mark.parametrize("key,value", CASES)
-def test_tampered_store_value_is_refused_without_running_anything(request, tmp_path, emulator, key, value):
-    case = request.node.callspec.id
+def test_tampered_store_value_is_refused_without_running_anything(tmp_path, emulator, key, value):
     marker = tmp_path / "PWNED"
     if value is PICKLE or isinstance(value, tuple):
         value = pickled(str(marker), value[1] if isinstance(value, tuple) else 2)
@@ -132,6 +127,4 @@ def test_tampered_store_value_is_refused_without_running_anything(request, tmp_p
             daemon.kill()
         assert not marker.exists(), "a pickle payload in the store was unpickled: it ran a command"
     if problems:
-        if case in KNOWN:
-            pytest.xfail(f"known defect: {KNOWN[case]}; {'; '.join(problems)}")
         pytest.fail("; ".join(problems))

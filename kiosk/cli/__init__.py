@@ -14,7 +14,6 @@ transactions make them safe to run while the daemon runs.
 from __future__ import annotations
 
 import functools
-import sys
 
 import click
 

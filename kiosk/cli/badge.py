@@ -129,7 +129,7 @@ def _set_enabled(ctx: click.Context, uid: str, enabled: bool) -> None:
     with open_store(ctx, settings=settings) as store:
         b, changed = store.set_badge_enabled(canonical, enabled)
     state = "enabled" if enabled else "disabled"
-    click.echo(f"badge {b.uid} ({cell(b.username, 60)}) {state}" + ("" if changed else f" already; nothing changed"))
+    click.echo(f"badge {b.uid} ({cell(b.username, 60)}) {state}" + ("" if changed else " already; nothing changed"))
 
 
 @badge.command("disable")

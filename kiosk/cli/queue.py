@@ -94,7 +94,7 @@ def queue_edit(ctx: click.Context, entry_id: int, username: str | None, start, e
         click.echo(f"entry {entry_id}: {cell(new.username)} {local(new.to_record()['from'])} - "
                    f"{local(new.to_record()['to'])} (was {cell(old.username)} {local(old.to_record()['from'])} - "
                    f"{local(old.to_record()['to'])})")
-    click.echo(f"queued again" if retried else f"still rejected: kiosk queue retry {entry_id} sends it again")
+    click.echo("queued again" if retried else f"still rejected: kiosk queue retry {entry_id} sends it again")
 
 
 @queue.command("retry")

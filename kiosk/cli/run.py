@@ -9,7 +9,6 @@ import warnings
 
 import click
 
-from kiosk import config
 from kiosk.cli import handle_errors, json_option, load_settings, main
 from kiosk.cli.output import emit_json
 
