@@ -69,6 +69,7 @@ class Daemon:
         self.feedback.on_health = self._on_feedback_health
         self.taps = TapDesk(settings, store, clock, feedback, on_recorded=self._on_recorded,
                             on_store_error=self._on_store_error)
+        self.sender.give_way_to(self.taps.idle)  # a drain pauses while a tap is handled
         self._faults: dict[str, str] = {}
         self._backlog = False
         self._queued = 0

@@ -50,6 +50,8 @@ class TapDesk:
         self.on_recorded, self.on_store_error = on_recorded, on_store_error
         self.clock_lock = threading.RLock()
         self.busy_since: float | None = None  # a tap in progress since (monotonic): the watchdog looks
+        self.idle = threading.Event()  # set while no tap is in progress: delivery waits on it
+        self.idle.set()
         self.unsaved_errors = 0  # ERROR taps the store could not count (the daemon counts them later)
         self._last_seen: dict[str, float] = {}  # badge -> monotonic time of its last recorded tap
         self._enrolling: str | None = None  # username a pending `kiosk enroll` waits for
@@ -57,10 +59,12 @@ class TapDesk:
     def handle(self, raw: Raw) -> TapOutcome:
         """One tap, from reader input to feedback; returns what it came to."""
         self.busy_since = time.monotonic()
+        self.idle.clear()
         try:
             with self.clock_lock:
                 return self._handle_stamped(raw, self.clock.stamp())
         finally:
+            self.idle.set()
             self.busy_since = None
 
     def _handle_stamped(self, raw: Raw, stamp: Stamp) -> TapOutcome:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
 from kiosk import config
 from kiosk.app import build
+from kiosk.delivery.lanes import WIDTH
 from kiosk.feedback.console import ConsoleFeedback
 from kiosk.readers.stdin import StdinReader
 from kiosk.sim.backlog import fill
@@ -97,3 +99,39 @@ def test_delivery_reads_a_page_at_a_time_and_drains_the_backlog(backlog, monkeyp
     reads = [rows for prefix, rows in log.pages if prefix in ("outbox", "held")]
     assert log.walks == [] and reads and max(reads) <= PAGE
     assert len(reads) >= QUEUED // PAGE  # it really paged through the queue
+
+
+class SlowFeedback(ConsoleFeedback):
+    """Console feedback that takes 0.3 s to show a tap, counting the entries that reach TimeTrack meanwhile."""
+
+    def __init__(self, emu):
+        super().__init__(io.StringIO())
+        self.emu = emu
+        self.during: list[int] = []
+
+    def show(self, outcome):
+        before = len(self.emu.entries())
+        time.sleep(0.3)  # still inside the tap: the daemon's tap-in-progress event is clear
+        self.during.append(len(self.emu.entries()) - before)
+        super().show(outcome)
+
+
+def test_a_draining_backlog_gives_way_to_each_tap(backlog):
+    with Emulator(key="k", secret="s") as emu:
+        settings = backlog(emu.url)
+        feedback = SlowFeedback(emu)
+        daemon = build(settings, reader=StdinReader(io.StringIO("")), feedback=feedback)
+        try:
+            daemon.sender.start()
+            assert wait_for(lambda: len(emu.entries()) > 50, timeout=60), "the drain under way"
+            for _ in range(3):
+                assert daemon.handle("0A0B0C0D").kind in ("clock_in", "clock_out")
+            # At most the requests already on their way when a tap began (one per lane) arrive during
+            # it; a drain that went on would deliver dozens in 0.3 s.
+            assert feedback.during and max(feedback.during) <= WIDTH, feedback.during
+            assert wait_for(lambda: daemon.store.outbox_count() == 0, timeout=120), "the drain to finish"
+        finally:
+            daemon.sender.stop(timeout=10)
+            daemon.sender.store.close()
+            daemon.store.close()
+            daemon.signals.close()

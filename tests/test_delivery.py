@@ -45,6 +45,7 @@ from kiosk.delivery.sender import (
 from kiosk.exc import StoreError
 from kiosk.store import Store
 from kiosk.delivery.client import SendOutcome
+from kiosk.delivery import rounds
 from kiosk.delivery.lanes import WIDTH
 from kiosk.delivery.client import TimeTrackClient
 
@@ -190,6 +191,31 @@ def test_wake_delivers_at_once(store, emu, senders):
     sender.wake()
     assert wait_for(lambda: len(emu.entries()) == 1, 5), "delivery after wake(), long before the rescan"
     assert wait_for(lambda: store.outbox_count() == 0, 5), "the mark"
+
+
+def test_delivery_gives_way_while_a_tap_is_handled(store, emu, senders):
+    """The daemon's "no tap in progress" event: while it is clear, no request goes out; then all do."""
+    queue(store, 4)
+    idle = threading.Event()  # a tap in progress
+    sender = senders(store, api_for(emu.url))
+    sender.give_way_to(idle)
+    sender.start()
+    sender.wake()
+    time.sleep(0.4)
+    assert emu.entries() == [] and store.outbox_count() == 4, "a request went out during the tap"
+    idle.set()  # the tap is done
+    assert wait_for(lambda: store.outbox_count() == 0, 10), "the drain to go on after the tap"
+    assert len(emu.entries()) == 4
+
+
+def test_a_tap_that_never_ends_does_not_stop_delivery(store, emu, senders, monkeypatch):
+    """Giving way is bounded (GIVE_WAY_MAX per step): a hung tap slows delivery, never stops it."""
+    monkeypatch.setattr(rounds, "GIVE_WAY_MAX", 0.05)
+    queue(store, 3)
+    sender = senders(store, api_for(emu.url))
+    sender.give_way_to(threading.Event())  # never set
+    assert sender.flush()["delivered"] == 3
+    assert len(emu.entries()) == 3
 
 
 def test_flush_requires_a_configured_api(store):

@@ -21,11 +21,16 @@ Guarantees, and where they are kept here:
   kept (and stay in the journal) if saving fails.
 - One bad entry never blocks the others: each has its own backoff.
 - Memory and each store read stay bounded by a page, whatever the queue size.
+- Taps first: with :attr:`Courier.give_way` set (the daemon's "no tap in
+  progress" event), the round waits while a tap is handled before its next
+  request, answer or transaction, so a tap never shares the CPU with a drain
+  in this process (bounded by ``GIVE_WAY_MAX``, so a hung tap cannot stop delivery).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +50,7 @@ log = logging.getLogger("kiosk.delivery")
 
 BATCH = 64  # entries per page and per in-flight record
 MARK_DELAY = 0.25  # seconds a confirmed delivery may wait to be committed with others
+GIVE_WAY_MAX = 1.0  # seconds the round waits at most for a tap in progress
 
 Progress = Callable[[OutboxEntry, SendResult], None]
 
@@ -97,6 +103,13 @@ class Courier:
         self._marks_since = 0.0
         self._journal_open = False  # the in-flight record names the last batch (cleared with its marks)
         self._flowing = False  # the last answer was a delivery: requests may go side by side
+        self.give_way: threading.Event | None = None  # set while no tap is in progress (the daemon's)
+
+    def _yield_to_taps(self) -> None:
+        """Wait while a tap is handled: its few milliseconds go to the person at the door."""
+        gate = self.give_way
+        if gate is not None and not gate.is_set():
+            gate.wait(GIVE_WAY_MAX)
 
     # ------------------------------------------------------------ the round
 
@@ -154,6 +167,7 @@ class Courier:
         """Send (or look up) each entry of ``batch``; True when the round must stop."""
         # Durable before any POST of the batch: if we die from here on, they are "ambiguous". The
         # deliveries confirmed in the batch before are saved in the same transaction: one fsync.
+        self._yield_to_taps()
         marks, self._marks = self._marks, []
         try:
             self.journal.begin([e.id for e in batch], marks)
@@ -179,11 +193,13 @@ class Courier:
                     if not flush and stopping():
                         stop = True
                         break
+                    self._yield_to_taps()
                     pending.append((entry, lanes.submit(self._deliver, entry)))
                 if not pending:
                     break
                 entry, future = pending.popleft()
                 result, posted = future.result()  # answers are recorded in queue order, here
+                self._yield_to_taps()
                 # After a stop, answers already on their way are still recorded (never lost).
                 stop = self._handle(client, entry, result, posted, report, flush=flush) or stop
                 self._flowing = result.ok

@@ -163,6 +163,11 @@ class Sender:
             self._thread = None
         return True
 
+    def give_way_to(self, idle: threading.Event) -> None:
+        """Let taps go first: delivery pauses between its steps while ``idle`` is clear (a tap is
+        being handled; see :mod:`kiosk.delivery.rounds`)."""
+        self.courier.give_way = idle
+
     def wake(self) -> None:
         """A new entry was queued: deliver at once (probe at once, if offline)."""
         with self._lock:

@@ -34,6 +34,9 @@ Health: a chip that stops answering (VersionReg reads 0x00/0xFF, no interrupt
 from a frame, SPI errors) or that lost its settings (power cycle, brown-out) is
 re-initialised; while that fails the reader reports itself unhealthy and
 retries with backoff up to :data:`BACKOFF_MAX` seconds, pulsing the reset pin.
+
+(About 400 lines: the factory, presence and health are one state machine around
+one poll loop; the chip-level protocol is already apart, in ``mfrc522_chip``.)
 """
 
 from __future__ import annotations
