@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC, datetime: the docstring examples
 from typing import IO
 
 from kiosk.feedback import Feedback, Health, Status
