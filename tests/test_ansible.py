@@ -225,8 +225,15 @@ def fleet(tmp_path_factory, ansible_bin, emu) -> Fleet:
                  {"kiosk-ci-01": SECRET})
 
 
-def test_site_installs_configures_imports_badges_and_passes_doctor(fleet):
-    proc = fleet.play("site.yml")
+@pytest.fixture(scope="module")
+def installed(fleet) -> subprocess.CompletedProcess:
+    """site.yml's first run on the fleet, once per module: the tests below build on an installed kiosk
+    whichever of them runs (alone, with -k, or in any order)."""
+    return fleet.play("site.yml")
+
+
+def test_site_installs_configures_imports_badges_and_passes_doctor(fleet, installed):
+    proc = installed
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     root = fleet.root("kiosk-ci-01")
@@ -256,7 +263,7 @@ def test_site_installs_configures_imports_badges_and_passes_doctor(fleet):
     assert "Report the checks that failed" in out and "skipping: [kiosk-ci-01]" in out
 
 
-def test_second_run_changes_nothing(fleet):
+def test_second_run_changes_nothing(fleet, installed):
     proc = fleet.play("site.yml")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -265,7 +272,7 @@ def test_second_run_changes_nothing(fleet):
     assert task_results(out, "Run deploy/install.sh") == ["ok: [kiosk-ci-01]"]
 
 
-def test_badges_playbook_changes_only_when_the_csv_does(fleet):
+def test_badges_playbook_changes_only_when_the_csv_does(fleet, installed):
     fleet.csv.write_text(CSV.replace("ben,card 2", "benjamin,card 2") + "04C0FFEE,carla,,false\n")
     # --check: the import runs with --dry-run, reports the change, and the store stays as it was.
     check = fleet.play("badges.yml", "--check")
@@ -282,7 +289,7 @@ def test_badges_playbook_changes_only_when_the_csv_does(fleet):
     assert again.returncode == 0 and recap(again.stdout)["kiosk-ci-01"]["changed"] == 0
 
 
-def test_a_bad_csv_fails_the_host_and_changes_nothing(fleet):
+def test_a_bad_csv_fails_the_host_and_changes_nothing(fleet, installed):
     before = fleet.kiosk_json("kiosk-ci-01", "badge", "list")
     fleet.csv.write_text("uid,username\nnot-a-badge,zoe\n")
     try:
@@ -294,7 +301,7 @@ def test_a_bad_csv_fails_the_host_and_changes_nothing(fleet):
     assert fleet.kiosk_json("kiosk-ci-01", "badge", "list") == before
 
 
-def test_a_config_change_outside_api_asks_for_a_restart_an_api_change_for_a_reload(fleet):
+def test_a_config_change_outside_api_asks_for_a_restart_an_api_change_for_a_reload(fleet, installed):
     """The handler choice (the restart key in kiosk.toml); with kiosk_systemd false both are skipped."""
     conf = fleet.root("kiosk-ci-01") / "etc/kiosk/kiosk.toml"
     proc = fleet.play("site.yml", "-e", "kiosk_api_timezone=local", "-e", "kiosk_doctor=false")
@@ -310,7 +317,7 @@ def test_a_config_change_outside_api_asks_for_a_restart_an_api_change_for_a_relo
     assert back.returncode == 0 and 'timezone = "UTC"' in conf.read_text()
 
 
-def test_kiosk_status_gathers_one_table(fleet, tmp_path):
+def test_kiosk_status_gathers_one_table(fleet, installed, tmp_path):
     report = tmp_path / "fleet.txt"
     proc = fleet.play("kiosk_status.yml", "-e", f"kiosk_status_report={report}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -352,7 +359,7 @@ JSON
 """
 
 
-def test_kiosk_status_table_shows_every_contract_field_and_failures(fleet, tmp_path):
+def test_kiosk_status_table_shows_every_contract_field_and_failures(fleet, installed, tmp_path):
     from datetime import UTC, datetime, timedelta
 
     oldest = (datetime.now(UTC) - timedelta(hours=1, minutes=5, seconds=30)).isoformat(timespec="microseconds")
