@@ -91,6 +91,17 @@ def test_import_is_idempotent_counts_and_prunes(store):
     assert audit_kinds(store, badge="0A0B0C0D")[0] == "badge_remove"
 
 
+def test_import_writes_a_damaged_mapping_anew(store):
+    """A badge record that is not JSON (a damaged or tampered file) does not stop the import: the file's
+    row for that badge replaces it, and the other rows go in as usual."""
+    store.map_badge("04A1B2C3", "anna")
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE kiosk SET value = ? WHERE key = ?", (b"\x80\x04not json", "badge:04A1B2C3"))
+    done = store.import_badges(rows("uid,username\n04A1B2C3,anna\nCAFEBABE,carla\n"))
+    assert (done.added, done.changed) == (2, 0)
+    assert store.badge("04A1B2C3").username == "anna" and store.badge("CAFEBABE").username == "carla"
+
+
 def test_import_conflicts_are_refused_with_lines_unless_replace(store):
     store.map_badge("04A1B2C3", "anna")
     text = "uid,username\nCAFEBABE,carla\n04A1B2C3,ben\n"

@@ -13,7 +13,6 @@ A request carries its expiry, so one left by a killed command lapses by itself.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from sqlitedict import SqliteDict
 from kiosk import clock, text
 from kiosk.exc import Conflict, InputRefused, KioskError, NotFound, StoreError
 from kiosk.model import Badge, from_iso, to_iso
-from kiosk.store.db import TABLE, Database, key
+from kiosk.store.db import TABLE, Database, decode, key
 
 ENROL_REQUEST = "enrol:request"
 NUDGE = "meta:nudge"
@@ -224,7 +223,9 @@ class AdminRecords(Changes):
             # Plan outside the write transaction (taps must not wait on it), then apply the plan only
             # if the mappings are still exactly those it was made from.
             snapshot = self._raw_badges()
-            existing = {k.split(":", 1)[1]: Badge.from_record(json.loads(v)) for k, v in snapshot.items()}
+            # A damaged record is left out (logged): a row of the file for its badge writes it anew.
+            existing = {k.split(":", 1)[1]: badge for k, v in snapshot.items()
+                        if (badge := Badge.parse(decode(k, v), k)) is not None}
             conflicts = [(r.line, f"badge {r.uid} is mapped to {name(existing[r.uid].username)} in the store, "
                                   f"the file maps it to {name(r.username)}: use --replace to change it")
                          for r in rows if r.uid in existing and existing[r.uid].username != r.username and not replace]
