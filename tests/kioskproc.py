@@ -34,33 +34,34 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def _toml_lines(values: dict) -> str:
+    """``key = value`` lines (strings quoted as they are, numbers and booleans as TOML writes them)."""
+    def value(v):
+        if isinstance(v, bool):
+            return str(v).lower()
+        return f'"{v}"' if isinstance(v, str | Path) else str(v)
+    return "\n".join(f"{k} = {value(v)}" for k, v in values.items())
+
+
 def write_config(path: Path, state_dir: Path, base_url: str, *, extra: str = "", secret: str = "test-secret",
                  key: str = "test-key", debounce: float = 0, min_session: float = 0,
-                 secret_file: Path | None = None) -> Path:
-    secret_line = f'secret_file = "{secret_file}"' if secret_file else f'secret = "{secret}"'
-    path.write_text(textwrap.dedent(f"""
-        [kiosk]
-        name = "test-kiosk"
-        state_dir = "{state_dir}"
-        [api]
-        base_url = "{base_url}"
-        key = "{key}"
-        {secret_line}
-        backoff_initial = 0.05
-        backoff_max = 0.5
-        probe_interval = 0.2
-        connect_timeout = 1
-        read_timeout = 2
-        [reader]
-        type = "stdin"
-        [feedback]
-        type = "console"
-        [rules]
-        debounce_seconds = {debounce}
-        min_session_seconds = {min_session}
-        [clock]
-        sync_file = ""
-    """) + textwrap.dedent(extra))
+                 secret_file: Path | None = None, name: str = "test-kiosk", api: dict | None = None,
+                 clock: dict | None = None) -> Path:
+    """A kiosk.toml for a daemon fed on stdin with console feedback; ``api`` and ``clock`` add to (or
+    override) those sections' keys, ``extra`` is appended as is (further sections)."""
+    credential = {"secret_file": secret_file} if secret_file else {"secret": secret}
+    api_keys = {"base_url": base_url, "key": key, **credential, "backoff_initial": 0.05, "backoff_max": 0.5,
+                "probe_interval": 0.2, "connect_timeout": 1, "read_timeout": 2, **(api or {})}
+    sections = {
+        "kiosk": {"name": name, "state_dir": state_dir},
+        "api": api_keys,
+        "reader": {"type": "stdin"},
+        "feedback": {"type": "console"},
+        "rules": {"debounce_seconds": debounce, "min_session_seconds": min_session},
+        "clock": {"sync_file": "", **(clock or {})},
+    }
+    path.write_text("".join(f"[{section}]\n{_toml_lines(keys)}\n" for section, keys in sections.items())
+                    + textwrap.dedent(extra))
     path.chmod(0o640)  # it holds the API secret: not for everyone
     return path
 

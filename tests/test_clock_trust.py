@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from kiosk.delivery.client import TimeTrackClient
 from kiosk.sim.emulator import Emulator
 from kiosk.store import Store
 
-from .kioskproc import Daemon, closed_port, kiosk, kiosk_json, wait_for
+from .kioskproc import Daemon, closed_port, kiosk, kiosk_json, wait_for, write_config
 from .tlsfront import TlsFront
 
 KEY, SECRET = "clock-key", "Cl0ck-S3cret-never-shown"
@@ -265,34 +264,11 @@ def test_doctor_says_which_source_vouches_and_the_skew(tmp_path):
 # ---------------------------------------------------------------- the daemon, as a real process
 
 
-def write_kiosk_config(tmp_path: Path, url: str, clock_lines: str, api_lines: str = "") -> Path:
-    path = tmp_path / "kiosk.toml"
-    path.write_text(textwrap.dedent(f"""
-        [kiosk]
-        name = "clock-test"
-        state_dir = "{tmp_path / 'state'}"
-        [api]
-        base_url = "{url}"
-        key = "{KEY}"
-        secret = "{SECRET}"
-        backoff_initial = 0.05
-        backoff_max = 0.5
-        probe_interval = 0.1
-        settle_seconds = 0.2
-        connect_timeout = 1
-        read_timeout = 2
-        """) + textwrap.dedent(api_lines) + textwrap.dedent("""
-        [reader]
-        type = "stdin"
-        [feedback]
-        type = "console"
-        [rules]
-        debounce_seconds = 0
-        min_session_seconds = 0
-        [clock]
-        """) + textwrap.dedent(clock_lines))
-    path.chmod(0o640)
-    return path
+def write_kiosk_config(tmp_path: Path, url: str, sync_file: Path) -> Path:
+    """A daemon whose clock trust comes from ``sync_file`` (absent: not synchronised) or TimeTrack's Date."""
+    return write_config(tmp_path / "kiosk.toml", tmp_path / "state", url, key=KEY, secret=SECRET, name="clock-test",
+                        api={"probe_interval": 0.1, "settle_seconds": 0.2},
+                        clock={"source": "file", "sync_file": sync_file})
 
 
 def two_sessions(d: Daemon) -> list[datetime]:
@@ -312,7 +288,7 @@ def test_a_wrong_local_clock_is_corrected_by_timetracks_date(tmp_path):
     out with TimeTrack's time, their lengths from the boot clock, the correction noted on each."""
     with Emulator(key=KEY, secret=SECRET) as emu:
         emu.set_faults(date_offset=3600)
-        cfg = write_kiosk_config(tmp_path, emu.url, f'source = "file"\nsync_file = "{tmp_path / "sync"}"\n')
+        cfg = write_kiosk_config(tmp_path, emu.url, tmp_path / "sync")
         kiosk(cfg, "badge", "add", ANNA, "anna")
         d = Daemon(cfg, log_level="INFO")
         try:
@@ -338,7 +314,7 @@ def test_a_wrong_local_clock_is_corrected_by_timetracks_date(tmp_path):
 def test_timetracks_date_within_max_skew_lets_entries_go_with_local_times(tmp_path):
     with Emulator(key=KEY, secret=SECRET) as emu:
         emu.set_faults(date_offset=3)
-        cfg = write_kiosk_config(tmp_path, emu.url, f'source = "file"\nsync_file = "{tmp_path / "sync"}"\n')
+        cfg = write_kiosk_config(tmp_path, emu.url, tmp_path / "sync")
         kiosk(cfg, "badge", "add", ANNA, "anna")
         d = Daemon(cfg)
         try:
@@ -355,7 +331,7 @@ def test_a_restarted_daemon_keeps_timetracks_time_without_asking_again(tmp_path)
     """SIGKILL, then a restart while TimeTrack is unreachable: the same boot, the same reference."""
     with Emulator(key=KEY, secret=SECRET) as emu:
         emu.set_faults(date_offset=3600)
-        cfg = write_kiosk_config(tmp_path, emu.url, f'source = "file"\nsync_file = "{tmp_path / "sync"}"\n')
+        cfg = write_kiosk_config(tmp_path, emu.url, tmp_path / "sync")
         kiosk(cfg, "badge", "add", ANNA, "anna")
         d = Daemon(cfg)
         d.tap(ANNA)
@@ -380,8 +356,7 @@ def test_a_restarted_daemon_keeps_timetracks_time_without_asking_again(tmp_path)
 
 
 def test_without_any_witness_entries_wait_and_status_says_why(tmp_path):
-    cfg = write_kiosk_config(tmp_path, f"http://127.0.0.1:{closed_port()}/api/v2/ext",
-                             f'source = "file"\nsync_file = "{tmp_path / "sync"}"\n')
+    cfg = write_kiosk_config(tmp_path, f"http://127.0.0.1:{closed_port()}/api/v2/ext", tmp_path / "sync")
     kiosk(cfg, "badge", "add", ANNA, "anna")
     d = Daemon(cfg)
     try:

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from kiosk.sim.emulator import Emulator
 from kiosk.store import Store
 
 from .kioskproc import Daemon, closed_port, kiosk, kiosk_json, wait_for
+from .kioskproc import write_config as write_kiosk_config
 
 KEY, SECRET = "e2e-key", "E2e-S3cret-must-never-show-up"
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,36 +112,13 @@ class EmulatorProcess:
 # ---------------------------------------------------------------- the run
 
 
-def write_config(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "kiosk.toml"
-    path.write_text(textwrap.dedent(f"""
-        [kiosk]
-        name = "e2e"
-        state_dir = "{tmp_path / 'state'}"
-        [api]
-        base_url = "{url}"
-        key = "{KEY}"
-        secret = "{SECRET}"
-        backoff_initial = 0.05
-        backoff_max = 1.0
-        probe_interval = 0.1
-        settle_seconds = 0.5
-        connect_timeout = 1
-        read_timeout = 1
-        request_deadline = {DEADLINE}
-        [reader]
-        type = "stdin"
-        [feedback]
-        type = "console"
-        [rules]
-        debounce_seconds = 0
-        min_session_seconds = 0
-        [clock]
-        source = "file"
-        sync_file = "{tmp_path / 'never-synchronised'}"
-    """))
-    path.chmod(0o640)
-    return path
+def write_config(tmp_path: Path, url: str, *, deadline: float = DEADLINE, clock_source: str = "file") -> Path:
+    """The e2e daemon: fast retries, a short request deadline, a clock never synchronised by file (so
+    trust comes from TimeTrack's Date header)."""
+    return write_kiosk_config(tmp_path / "kiosk.toml", tmp_path / "state", url, key=KEY, secret=SECRET, name="e2e",
+                              api={"backoff_max": 1.0, "probe_interval": 0.1, "settle_seconds": 0.5,
+                                   "read_timeout": 1, "request_deadline": deadline},
+                              clock={"source": clock_source, "sync_file": tmp_path / "never-synchronised"})
 
 
 @dataclass
@@ -304,10 +281,7 @@ def test_sigterm_stops_the_daemon_within_the_deadline_whatever_the_server_does(t
     """A server trickling its answer's head, a byte every half second (each read within read_timeout).
     Before #13 the sender held on; the daemon only left after giving up on the thread (10 s)."""
     with Emulator(key=KEY, secret=SECRET) as emu:
-        cfg = tmp_path / "kiosk.toml"
-        cfg.write_text(write_config(tmp_path, emu.url).read_text()
-                       .replace(f"request_deadline = {DEADLINE}", "request_deadline = 8")
-                       .replace('source = "file"', 'source = "none"'))
+        cfg = write_config(tmp_path, emu.url, deadline=8, clock_source="none")
         kiosk(cfg, "badge", "add", badge(0), USERS[0])
         emu.set_faults(dribble_head=0.5)
         d = Daemon(cfg)
