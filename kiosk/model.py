@@ -140,15 +140,14 @@ class _Record:
     def parse(cls, record: Any, where: str = "") -> Self | None:
         """The record, or None when ``record`` is not one (damaged, or planted by whoever can write
         the file): reported once in the log, never raised, so one bad record stops nothing else."""
-        try:
-            if not isinstance(record, dict):
-                raise TypeError(f"a JSON {type(record).__name__}, not an object")
-            value = cls.from_record(record)
-            value._check_types()
-            return value
-        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-            damaged(where or cls.__name__, f"not a {cls.__name__} ({exc})")
-            return None
+        problem = cls._shape_problem(record)
+        if not problem:
+            try:
+                return cls.from_record(record)
+            except (TypeError, ValueError, OverflowError) as exc:  # e.g. a time that is not ISO 8601
+                problem = str(exc)
+        damaged(where or cls.__name__, f"not a {cls.__name__} ({problem})")
+        return None
 
     @classmethod
     def readable(cls, record: Any, where: str = "") -> bool:
@@ -162,9 +161,10 @@ class _Record:
 
     @classmethod
     def _shape_problem(cls, record: Any) -> str:
+        """What makes ``record`` not a stored form of this class ("" when nothing does)."""
         if not isinstance(record, dict):
             return f"a JSON {type(record).__name__}, not an object"
-        for stored, required, expected in cls._shape():
+        for stored, required, expected, blank_ok in cls._shape():
             value = record.get(stored, _ABSENT)
             if value is _ABSENT:
                 if required:
@@ -172,11 +172,14 @@ class _Record:
             elif expected and (not isinstance(value, expected) or (value is True or value is False)
                                and bool not in expected):
                 return f"{stored} is a {type(value).__name__}"
+            elif value == "" and not blank_ok:  # a time that must be there reads "" as none
+                return f"{stored} is empty"
         return ""
 
     @classmethod
-    def _shape(cls) -> tuple[tuple[str, bool, tuple[type, ...]], ...]:
-        """Per stored key: (key, required, the kinds its stored value may be), made once per class."""
+    def _shape(cls) -> tuple[tuple[str, bool, tuple[type, ...], bool], ...]:
+        """Per stored key: (key, required, the kinds its stored value may be, whether "" will do),
+        made once per class."""
         shape = cls.__dict__.get("_SHAPE")
         if shape is None:
             kinds = _field_types(cls)
@@ -186,19 +189,14 @@ class _Record:
                     continue
                 required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
                 expected = kinds.get(f.name, ())
-                if f.name in cls.TIMES:  # stored as ISO text
-                    expected = (str, type(None)) if type(None) in expected else (str,)
-                shape.append((cls.KEYS.get(f.name, f.name), required, expected))
+                blank_ok = True
+                if f.name in cls.TIMES:  # stored as ISO text; "" reads as None
+                    blank_ok = type(None) in expected
+                    expected = (str, type(None)) if blank_ok else (str,)
+                shape.append((cls.KEYS.get(f.name, f.name), required, expected, blank_ok))
             shape = tuple(shape)
             setattr(cls, "_SHAPE", shape)  # noqa: B010 - a class-level cache
         return shape
-
-    def _check_types(self) -> None:
-        """TypeError when a field holds a value of the wrong kind (a number where a name goes)."""
-        for name, expected in _field_types(type(self)).items():
-            value = getattr(self, name)
-            if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-                raise TypeError(f"{name} is a {type(value).__name__}")
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
