@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
+
+from kiosk import files
 
 log = logging.getLogger("kiosk.metrics")
 
@@ -119,30 +120,8 @@ def write(path: str | os.PathLike, snapshot: Mapping[str, Any]) -> None:
     Raises OSError (or :class:`MetricsUnavailable`); :class:`MetricsWriter` is the caller that never raises.
     """
     data = render(snapshot)
-    path = os.fspath(path)
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), FILE_MODE)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # the rename itself durable; some file systems refuse to fsync a directory
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with files.replaced(path, mode=FILE_MODE, binary=True) as fh:
+        fh.write(data)
 
 
 class MetricsWriter:

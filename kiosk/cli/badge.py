@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
-from kiosk import badgefile, badges, text
+from kiosk import badgefile, badges, files, text
 from kiosk.cli import CliError, handle_errors, json_option, load_settings, main, open_store, read_store
 from kiosk.cli.output import Columns, cell, emit_json, emit_json_stream, local
 from kiosk.exc import BadgeIdError
@@ -257,17 +256,8 @@ def badge_export(ctx: click.Context, file: str, fmt: str, force: bool) -> None:
         dest = Path(file)
         if dest.exists() and not force:
             raise CliError(f"{file} exists: choose another name, or --force to replace it")
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent.absolute())
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                n = write(store.iter_badges(), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with files.replaced(dest, mode=0o640, newline="") as fh:
+            n = write(store.iter_badges(), fh)
     click.echo(f"exported {n} badge{'s' if n != 1 else ''} to {text.escape(file)}", err=True)
 
 

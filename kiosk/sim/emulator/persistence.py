@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from kiosk import files
+
 from .model import COORDINATES, STORED, UPDATABLE, ApiError, apply_fields
 
 log = logging.getLogger(__name__)
@@ -98,27 +100,10 @@ class DataFile:
             raise
 
     def _write(self, lines: Iterable[str], next_id: int) -> None:
-        path = self.path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(f'{{"format": {json.dumps(DATA_FORMAT)}, "next_id": {int(next_id)}, "entries": [\n')
-                f.write(",\n".join(lines))
-                f.write("\n]}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself must survive a power cut
-        finally:
-            os.close(dir_fd)
+        with files.replaced(self.path) as f:
+            f.write(f'{{"format": {json.dumps(DATA_FORMAT)}, "next_id": {int(next_id)}, "entries": [\n')
+            f.write(",\n".join(lines))
+            f.write("\n]}\n")
 
 
 def parse(text: str) -> tuple[dict[int, dict[str, Any]], int]:
