@@ -35,23 +35,9 @@ DEVICE_GROUPS=(spi gpio input i2c)
 # procps: /bin/kill, which the unit's ExecReload= runs (missing from minimal Debian images).
 APT_PACKAGES=(python3-venv git procps)
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
-say() { printf '%s\n' "$*"; }
-step() { printf '\n== %s\n' "$*"; }
-warn() { printf 'install: warning: %s\n' "$*" >&2; }
-die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
-
-# Every change goes through run: printed in a dry run, else done (and shown).
-run() {
-    local shown
-    shown=$(printf '%q ' "$@")
-    if [ "$DRY_RUN" = 1 ]; then
-        say "  would run: ${shown% }"
-    else
-        say "  + ${shown% }"
-        "$@"
-    fi
-}
+PROG=install
+# shellcheck source=script-lib.sh source-path=SCRIPTDIR
+. "$(dirname "${BASH_SOURCE[0]}")/script-lib.sh"  # usage, say, step, warn, die, run
 
 while [ $# -gt 0 ]; do
     case $1 in
